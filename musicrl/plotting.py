@@ -196,4 +196,6 @@ def play(wav: np.ndarray, *, sr: int, normalize: bool = False):
         raise MusicRLError(f"play expects one waveform of shape (n_samples,), got {wav.shape}")
     if not np.all(np.isfinite(wav)):
         raise MusicRLError("play: the waveform contains NaN or inf")
+    # IPython divides by the peak to normalize, which silence turns into NaN
+    normalize = normalize and bool(np.any(wav))
     return Audio(wav, rate=sr, normalize=normalize)

@@ -46,9 +46,12 @@ def test_pred_plots_and_curves(rng):
 
 
 def test_play_gives_an_audio_player(rng):
+    import io
+    import wave
+
     audio = plotting.play(rng.uniform(-0.5, 0.5, 1600), sr=16000)
-    assert audio.rate == 16000
-    assert len(audio.data) > 1600  # a WAV container around the samples
+    with wave.open(io.BytesIO(audio.data)) as w:
+        assert (w.getframerate(), w.getnframes()) == (16000, 1600)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((2, 3, 4)), np.zeros(5)])
