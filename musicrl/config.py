@@ -40,6 +40,8 @@ class Config:
     """MIDI pitch of the seq's first column (36 = C2)."""
     n_pitches: int = 48
     """Number of pitch columns of a seq (36..83 = C2..B5 by default)."""
+    quantize: str = "sample"
+    """How real MIDI becomes chords: 'sample' (what sounds on the beat) or 'cover' (every note)."""
     hold: str = "restrike"
     """How ``seq_to_midi`` plays a pitch held over steps: 'tie' (one long note) or 'restrike'."""
     velocity: int = 80
@@ -81,6 +83,80 @@ class Config:
     transpose: int = 0
     """Augment real windows by a random transposition of up to +-this many semitones."""
 
+    # --- discriminator ------------------------------------------------------
+    d_arch: str = "cnn"
+    """D's architecture: 'cnn' (causal 1-D convs over mel frames), 'lstm' (over mel frames) or 'seq' (over chords)."""
+    d_channels: int = 32
+    """Channels of the 'cnn' D's conv layers and of the 'seq' D's first one (its later ones use twice as many)."""
+    d_lstm_units: int = 64
+    """Units of the 'lstm' D's recurrent layer."""
+    d_learning_rate: float = 5e-4
+    """Adam learning rate of D."""
+    d_beta_1: float = 0.5
+    """Adam beta_1 of D (0.5 as in most GANs)."""
+    d_loss_steps: str = "all"
+    """Which per-step logits D's loss trains: 'all' steps (every prefix is judged) or only the 'last'."""
+    d_label_smoothing: float = 0.1
+    """One-sided label smoothing: real clips get the label 1 - this."""
+    d_replay_capacity: int = 512
+    """Older generated clips kept in D's replay buffer."""
+    d_replay_share: float = 0.25
+    """Share of each generated D batch drawn from the replay buffer (0 turns replay off)."""
+    d_gp_kind: str = "r1"
+    """Gradient penalty: 'r1' (on real inputs) or 'wgan_gp' (unit gradient norm on real/generated mixes)."""
+    d_gp_weight: float = 0.0
+    """Weight of the gradient penalty in D's loss (0 turns it off)."""
+    d_spectral_norm: bool = False
+    """Wrap D's conv and dense layers in spectral normalisation."""
+    d_minibatch_std: bool = False
+    """Append a minibatch-stddev feature (per time step, across the batch) before D's output layer."""
+    d_loudness_norm: str = "none"
+    """Loudness normalisation of D's mel input: 'none', 'frame' (subtract each frame's mean dB) or 'running' (subtract the mean dB of the clip so far)."""
+    d_jit_compile: bool = False
+    """Compile D's train and predict steps with XLA (slower than plain graphs on a CPU for these models)."""
+
+    # --- reward -------------------------------------------------------------
+    reward_kind: str = "log_d"
+    """Reward potential from D's logit: 'log_d' (log D) or 'logit' (log D - log(1 - D))."""
+    reward_dense: bool = False
+    """Pay the reward at every step as the change of the potential (False: all at the end)."""
+    reward_clip: float = 0.0
+    """Clip the reward potential to [-this, this] (0: no clipping)."""
+    reward_gamma: float = 1.0
+    """Discount of the returns, in [0, 1]."""
+    reward_baseline_decay: float = 0.9
+    """Decay of the moving-average baseline of the returns, in [0, 1)."""
+    reward_normalize: bool = False
+    """Standardize returns by their running mean and std before the policy update."""
+
+    # --- training (train) ---------------------------------------------------
+    batch_size: int = 128
+    """Episodes the agent plays per iteration; each D update also sees this many real clips."""
+    iterations: int = 2000
+    """Adversarial iterations of a run (a run of N iterations ends on iteration N; 0: no limit, needs ``minutes``)."""
+    minutes: float = 0.0
+    """Wall-clock budget of one ``train`` call in minutes, pretraining included (0: none)."""
+    d_steps: int = 1
+    """D updates per iteration, each on fresh real clips against the iteration's generated clips."""
+    pretrain_steps: int = 300
+    """Maximum-likelihood steps of the policy on real windows before adversarial training (0: none)."""
+    pretrain_minutes: float = 0.0
+    """Time cap of the pretraining in minutes (0: no cap)."""
+    checkpoint_every: int = 100
+    """Write a checkpoint every this many iterations (and always at the end)."""
+    keep_checkpoints: int = 3
+    """Iteration checkpoints kept on disk; older ones are deleted ('pretrained' is always kept)."""
+    sample_every: int = 500
+    """Save samples (.mid, .wav, TensorBoard mels and audio) every this many iterations (0: only at start, after pretraining and at the end)."""
+    n_saved_samples: int = 4
+    """Pieces written at every sample point."""
+    collapse_every: int = 10
+    """Compute the collapse measures of metrics.jsonl every this many iterations."""
+    on_nonfinite: str = "stop"
+    """On a NaN/inf reward, loss or weight: 'stop' the run (last checkpoint kept) or 'skip' the batch (update undone)."""
+    deterministic: bool = False
+    """Ask TensorFlow for deterministic kernels, so a seed reproduces a run exactly (slower)."""
+
     def __post_init__(self) -> None:
         _check_types(self)
         _check_values(self)
@@ -107,8 +183,8 @@ class Config:
         return 1 + self.n_samples // self.hop_length
 
     def grid_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``midi_to_seq`` / ``seq_to_midi`` for this config."""
-        return {"step_beats": self.step_beats, "lowest_pitch": self.lowest_pitch}
+        """Keyword arguments of ``midi_to_seq`` for this config (``n_pitches`` aside)."""
+        return {"step_beats": self.step_beats, "lowest_pitch": self.lowest_pitch, "quantize": self.quantize}
 
     def synth_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``synth.seq_to_wav`` for this config."""
@@ -132,6 +208,14 @@ class Config:
             "fmax": self.fmax,
             "top_db": self.top_db,
         }
+
+    def seq_mel_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``mel.seq_to_mel``: the synth and mel settings merged.
+
+        (``sr`` is in both, so ``**synth_kwargs(), **mel_kwargs()`` in one call
+        would pass it twice.)
+        """
+        return {**self.synth_kwargs(), **self.mel_kwargs()}
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -161,13 +245,25 @@ def _check_types(cfg: Config) -> None:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "hold": ("tie", "restrike"),
+    "quantize": ("sample", "cover"),
+    "d_arch": ("cnn", "lstm", "seq"),
+    "d_loss_steps": ("all", "last"),
+    "d_gp_kind": ("r1", "wgan_gp"),
+    "d_loudness_norm": ("none", "frame", "running"),
+    "reward_kind": ("log_d", "logit"),
+    "on_nonfinite": ("stop", "skip"),
 }
 
 _POSITIVE = (
     "n_steps", "step_beats", "bpm", "n_pitches", "sr", "n_harmonics", "n_fft",
     "hop_length", "n_mels", "window_hop",
+    "d_channels", "d_lstm_units", "d_learning_rate", "d_replay_capacity",
 )
 _NON_NEGATIVE = ("seed", "attack", "release", "fmin", "transpose")
+_NON_NEGATIVE += ("d_gp_weight", "reward_clip")
+_POSITIVE += ("batch_size", "d_steps", "checkpoint_every", "keep_checkpoints", "n_saved_samples",
+              "collapse_every")
+_NON_NEGATIVE += ("iterations", "minutes", "pretrain_steps", "pretrain_minutes", "sample_every")
 
 
 def _check_values(cfg: Config) -> None:
@@ -217,6 +313,23 @@ def _check_values(cfg: Config) -> None:
             f"a chord step of {cfg.step_seconds:g} s is shorter than one hop "
             f"({cfg.hop_length} samples at sr={cfg.sr}): raise 'step_beats' or lower 'bpm'"
         )
+    _check_discriminator_reward(cfg)
+    if cfg.iterations == 0 and cfg.minutes == 0:
+        raise MusicRLError("config fields 'iterations' and 'minutes' are both 0: a run needs one of the two limits")
+
+
+def _check_discriminator_reward(cfg: Config) -> None:
+    for name, lo, hi, hi_open in (
+        ("d_beta_1", 0.0, 1.0, True),
+        ("d_label_smoothing", 0.0, 0.5, True),
+        ("d_replay_share", 0.0, 1.0, True),
+        ("reward_gamma", 0.0, 1.0, False),
+        ("reward_baseline_decay", 0.0, 1.0, True),
+    ):
+        value = getattr(cfg, name)
+        if not (lo <= value and (value < hi if hi_open else value <= hi)):
+            bracket = ")" if hi_open else "]"
+            raise MusicRLError(f"config field {name!r} must be in [{lo:g}, {hi:g}{bracket}, got {value!r}")
 
 
 def _parse_value(name: str, text: str, typ: Any) -> Any:

@@ -10,6 +10,8 @@ Two kinds of random piece, both ``pretty_midi.PrettyMIDI``:
 from __future__ import annotations
 
 import os
+import stat
+import struct
 import warnings
 from pathlib import Path
 
@@ -41,9 +43,15 @@ CHORD_QUALITIES: dict[str, tuple[int, ...]] = {
     "half-diminished7": (0, 3, 6, 10),
 }
 
-# Files larger than this are refused before parsing: no real piece of chords
-# needs it, and a hostile file could otherwise exhaust memory.
-MAX_MIDI_BYTES = 16 * 1024 * 1024
+# Files larger than this are refused before parsing. Parsing takes a few
+# microseconds per byte of dense events (mido is pure Python), so this keeps
+# a hostile file of packed notes to tens of seconds and bounded memory; real
+# pieces, even long piano performances, are well below it.
+MAX_MIDI_BYTES = 4 * 1024 * 1024
+
+# Files whose header declares more tracks than this are refused before parsing
+# (real files have at most a few dozen; each track becomes instruments).
+MAX_MIDI_TRACKS = 1024
 
 
 def load_midi(path: str | os.PathLike) -> pretty_midi.PrettyMIDI:
@@ -61,27 +69,60 @@ def load_midi(path: str | os.PathLike) -> pretty_midi.PrettyMIDI:
     Raises
     ------
     MusicRLError
-        Naming the file and the reason: missing, a directory, unreadable,
-        empty, too large, or not parseable as MIDI.
+        Naming the file and the reason: missing, a directory or other
+        non-regular file, unreadable, empty, too large (more than
+        ``MAX_MIDI_BYTES`` bytes or ``MAX_MIDI_TRACKS`` tracks), or not
+        parseable as MIDI.
     """
     path = Path(path)
     try:
-        if path.is_dir():
-            raise MusicRLError(f"{str(path)!r} is a directory, not a MIDI file")
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as e:
         raise MusicRLError(f"cannot read MIDI file {str(path)!r}: {e.strerror or e}") from None
-    if size == 0:
-        raise MusicRLError(f"MIDI file {str(path)!r} is empty (0 bytes)")
-    if size > MAX_MIDI_BYTES:
-        raise MusicRLError(
-            f"MIDI file {str(path)!r} is {size} bytes, more than the {MAX_MIDI_BYTES} allowed"
-        )
+    if stat.S_ISDIR(st.st_mode):
+        raise MusicRLError(f"{str(path)!r} is a directory, not a MIDI file")
+    if not stat.S_ISREG(st.st_mode):
+        # opening a pipe would block until something writes to it
+        raise MusicRLError(f"{str(path)!r} is not a regular file (a pipe, socket or device)")
+    _check_size(st.st_size, str(path))
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            # bounded, in case the file grew since it was measured
+            data = f.read(MAX_MIDI_BYTES + 1)
     except OSError as e:
         raise MusicRLError(f"cannot read MIDI file {str(path)!r}: {e.strerror or e}") from None
+    _check_size(len(data), str(path))
     return midi_from_bytes(data, name=str(path))
+
+
+def _check_size(size: int, name: str) -> None:
+    if size == 0:
+        raise MusicRLError(f"MIDI file {name!r} is empty (0 bytes)")
+    if size > MAX_MIDI_BYTES:
+        raise MusicRLError(f"MIDI file {name!r} is larger than the {MAX_MIDI_BYTES} bytes allowed")
+
+
+def _check_header(data: bytes, name: str) -> None:
+    """Refuse before parsing what the parsers would misread or take long on."""
+    if len(data) < 14:
+        raise MusicRLError(f"MIDI file {name!r} is truncated: {len(data)} bytes, shorter than a MIDI header")
+    length, fmt, n_tracks, division = struct.unpack(">IHHH", data[4:14])
+    if length < 6:
+        raise MusicRLError(f"MIDI file {name!r} has a header chunk of {length} bytes, expected 6")
+    if fmt > 2:
+        raise MusicRLError(f"MIDI file {name!r} has format {fmt}, expected 0, 1 or 2")
+    if n_tracks == 0:
+        raise MusicRLError(f"MIDI file {name!r} declares no tracks")
+    if n_tracks > MAX_MIDI_TRACKS:
+        raise MusicRLError(
+            f"MIDI file {name!r} declares {n_tracks} tracks, more than the {MAX_MIDI_TRACKS} allowed"
+        )
+    if division & 0x8000:
+        raise MusicRLError(
+            f"MIDI file {name!r} uses SMPTE time division, not supported (only ticks per quarter note)"
+        )
+    if division == 0:
+        raise MusicRLError(f"MIDI file {name!r} has a time division of 0 ticks per quarter note")
 
 
 def midi_from_bytes(data: bytes, *, name: str = "<bytes>") -> pretty_midi.PrettyMIDI:
@@ -92,6 +133,8 @@ def midi_from_bytes(data: bytes, *, name: str = "<bytes>") -> pretty_midi.Pretty
         raise MusicRLError(f"MIDI file {name!r} is empty (0 bytes)")
     if not data.startswith(b"MThd"):
         raise MusicRLError(f"{name!r} is not a MIDI file (no 'MThd' header)")
+    _check_size(len(data), name)
+    _check_header(data, name)
     try:
         with warnings.catch_warnings():
             # pretty_midi warns about odd but legal files (e.g. tempo events off track 0)
@@ -103,6 +146,10 @@ def midi_from_bytes(data: bytes, *, name: str = "<bytes>") -> pretty_midi.Pretty
         raise MusicRLError(f"MIDI file {name!r} could not be parsed: nesting too deep") from None
     except MemoryError:
         raise MusicRLError(f"MIDI file {name!r} could not be parsed: out of memory") from None
+    except EOFError:
+        raise MusicRLError(f"MIDI file {name!r} could not be parsed: unexpected end of data (truncated)") from None
+    except ZeroDivisionError:
+        raise MusicRLError(f"MIDI file {name!r} could not be parsed: a tempo of 0 (division by zero)") from None
     except Exception as e:  # mido and pretty_midi raise many types on corrupt data
         reason = str(e) or type(e).__name__
         raise MusicRLError(f"MIDI file {name!r} could not be parsed: {reason}") from None

@@ -74,15 +74,26 @@ def midi_to_seq(
     lowest_pitch: int = 36,
     n_pitches: int = 48,
     out_of_range: str = "fold",
+    quantize: str = "sample",
     name: str = "midi",
 ) -> np.ndarray:
     """Quantize a piece to a grid of chord steps.
 
     Every non-drum instrument is merged. Times are converted to beats through
-    the file's tempo map, so tempo changes do not move the grid. The rule: a
-    pitch sounds in step ``t`` when its notes cover at least half of the step;
-    a note too short to cover half of any step still sounds in the step of its
-    onset, so no note is lost. Steps with nothing sounding stay empty (rests).
+    the file's tempo map, so tempo changes do not move the grid. Two rules:
+
+    * ``'sample'`` (default): a pitch sounds in step ``t`` when one of its
+      notes sounds at the step's sampling point, a quarter of a step after the
+      step starts (so slightly late onsets of performed MIDI still count).
+      Notes that sound at no sampling point (passing tones and ornaments
+      shorter than a step) are dropped, as in the JSB chorale data sets, so a
+      step holds the chord that sounds on the beat.
+    * ``'cover'``: a pitch sounds in step ``t`` when its notes cover at least
+      half of the step; a note too short to cover half of any step still
+      sounds in the step of its onset, so no note is lost (passing tones then
+      add to the chord).
+
+    Steps with nothing sounding stay empty (rests).
 
     Parameters
     ----------
@@ -97,20 +108,21 @@ def midi_to_seq(
     out_of_range : {'fold', 'drop'}
         Pitches outside the columns are moved by octaves into range ('fold'),
         or ignored ('drop').
+    quantize : {'sample', 'cover'}
+        The rule above.
     name : str
         How to call the piece in error messages (e.g. its file name).
 
     Returns
     -------
     seq : np.ndarray, shape=(n_steps, n_pitches), dtype=float32
-        ``n_steps`` covers the piece up to its last note's end (rounded down
-        to whole steps, at least 1).
+        ``n_steps`` runs up to the last step in which a note sounds.
 
     Raises
     ------
     MusicRLError
-        If the piece has no pitched notes (empty, or drums only), or a setting
-        is impossible.
+        If the piece has no pitched notes (empty, or drums only), none left
+        after quantization, or a setting is impossible.
     """
     if not step_beats > 0:
         raise MusicRLError(f"step_beats must be > 0, got {step_beats}")
@@ -118,6 +130,8 @@ def midi_to_seq(
         raise MusicRLError(
             f"lowest_pitch={lowest_pitch}, n_pitches={n_pitches} must keep pitches within 0..127"
         )
+    if quantize not in ("sample", "cover"):
+        raise MusicRLError(f"quantize must be 'sample' or 'cover', got {quantize!r}")
     if out_of_range not in ("fold", "drop"):
         raise MusicRLError(f"out_of_range must be 'fold' or 'drop', got {out_of_range!r}")
     if n_pitches < 12 and out_of_range == "fold":
@@ -144,6 +158,26 @@ def midi_to_seq(
     if not keep.any():
         raise MusicRLError(f"{name} has no notes within pitches {lowest_pitch}..{lowest_pitch + n_pitches - 1}")
     col, start, end = col[keep], start[keep], end[keep]
+    if quantize == "sample":
+        return _sample_rule(col, start, end, n_pitches=n_pitches, name=name)
+    return _cover_rule(col, start, end, n_pitches=n_pitches)
+
+
+def _sample_rule(col, start, end, *, n_pitches: int, name: str) -> np.ndarray:
+    # sampling points sit at k + 1/4; a note [s, e) holds those with s <= k + 1/4 < e
+    first = np.ceil(start - 0.25 - 1e-9).astype(np.int64)
+    last = np.ceil(end - 0.25 - 1e-9).astype(np.int64) - 1
+    held = last >= first
+    if not held.any():
+        raise MusicRLError(f"{name} has no notes left after quantization (all shorter than a step, off the beat)")
+    col, first, last = col[held], np.maximum(first[held], 0), last[held]
+    seq = np.zeros((int(last.max()) + 1, n_pitches), dtype=np.float32)
+    for c, a, b in zip(col, first, last):
+        seq[a : b + 1, c] = 1.0
+    return seq
+
+
+def _cover_rule(col, start, end, *, n_pitches: int) -> np.ndarray:
     n_steps = max(1, int(np.floor(end.max() + 1e-9)))
     seq = np.zeros((n_steps, n_pitches), dtype=np.float32)
     cover = np.zeros((n_steps, n_pitches), dtype=np.float64)
@@ -153,8 +187,9 @@ def midi_to_seq(
         hi = min(n_steps, int(np.ceil(e)))
         t = steps[lo:hi]
         # overlap of [s, e) with each step [t, t + 1), in steps
-        cover[lo:hi, c] += np.clip(np.minimum(e, t + 1) - np.maximum(s, t), 0, None)
-        if not np.any(np.minimum(e, t + 1) - np.maximum(s, t) >= 0.5 - 1e-9):
+        overlap = np.clip(np.minimum(e, t + 1) - np.maximum(s, t), 0, None)
+        cover[lo:hi, c] += overlap
+        if not np.any(overlap >= 0.5 - 1e-9):
             seq[min(lo, n_steps - 1), c] = 1.0
     seq[cover >= 0.5 - 1e-9] = 1.0
     return seq

@@ -1,0 +1,287 @@
+"""Command line: ``python -m musicrl <command> [options]``.
+
+Each command has a ``_add_<name>_parser(subparsers)`` that declares its
+options and sets ``handler``, and a ``_run_<name>(args, cfg) -> int`` that
+does the work; adding a command means writing those two functions and
+listing the first in ``_COMMANDS``. A command that reads settings takes
+``--config FILE.json`` and repeatable ``--set key=value`` (applied after the
+file) by passing the shared ``common`` parser as a parent. A
+:class:`MusicRLError` anywhere ends the command with one line ``error: ...``
+on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import Config, config_from_overrides
+from .errors import MusicRLError
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("settings")
+    group.add_argument(
+        "--config",
+        metavar="FILE.json",
+        help="JSON file of config fields (e.g. a run's saved config.json)",
+    )
+    group.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set one config field, e.g. --set n_steps=32 (repeatable; applied after --config)",
+    )
+    return common
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config of a parsed command line: ``--config`` file, then each ``--set``.
+
+    Raises
+    ------
+    MusicRLError
+        For an unreadable config file or a bad field.
+    """
+    overrides = {}
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        try:
+            overrides = json.loads(path.read_text())
+        except OSError as e:
+            raise MusicRLError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
+        except json.JSONDecodeError as e:
+            raise MusicRLError(f"config file {str(path)!r} is not valid JSON: {e}") from None
+        if not isinstance(overrides, dict):
+            raise MusicRLError(f"config file {str(path)!r} must hold a JSON object of field values")
+    return config_from_overrides(overrides, sets=getattr(args, "sets", None) or [])
+
+
+# --------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------
+
+
+def _add_data_parser(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "data",
+        parents=[common],
+        help="build the default Bach chorale set, or check a folder of MIDI files",
+        description=(
+            "Without --from: write the Bach chorales of the music21 corpus as MIDI files to "
+            "the config's data_dir (once; an existing complete set is reused) and print counts. "
+            "With --from DIR: load every .mid/.midi file under DIR as training would, and print "
+            "the pieces, windows and every skipped file with its reason."
+        ),
+    )
+    p.add_argument("--from", dest="source", metavar="DIR", help="a folder of MIDI files to load")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the chorale set even if complete")
+    p.add_argument("--workers", type=int, default=None, help="processes parsing chorales (default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_data)
+
+
+def _print_real_data(real_data) -> None:
+    print(real_data.summary())
+    for _, reason in real_data.skipped:
+        print(f"  skipped: {reason}")
+
+
+def _run_data(args: argparse.Namespace, cfg: Config) -> int:
+    from . import data
+
+    progress = not args.no_progress
+    if args.source is not None:
+        real_data = data.load_folder(args.source, cfg, progress=progress)
+        _print_real_data(real_data)
+        return 0
+    out_dir = data.resolve_data_dir(cfg)
+    if not args.rebuild and data.chorales_manifest(out_dir) is not None:
+        print(f"chorale set in {out_dir} is complete; reusing it (--rebuild to redo)")
+    else:
+        manifest = data.build_chorales(
+            out_dir, cfg=cfg, workers=args.workers, progress=progress, force=args.rebuild
+        )
+        print(
+            f"wrote {manifest['pieces']} chorales to {out_dir} in {manifest['build_seconds']:g} s "
+            f"({len(manifest['skipped'])} skipped)"
+        )
+    real_data = data.load_folder(out_dir, cfg)
+    _print_real_data(real_data)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------
+
+
+def _add_train_parser(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "train",
+        parents=[common],
+        help="train an agent against the discriminator (writes a run folder)",
+        description=(
+            "Pretrain the policy on real music, then train it by REINFORCE against a discriminator "
+            "that learns at the same time. Everything goes to a run folder <out>/<name>/: config.json, "
+            "run.json, metrics.jsonl, TensorBoard events, checkpoints and samples (.mid/.wav). "
+            "Ctrl-C writes a checkpoint and stops; --resume continues from it. "
+            "Exit codes: 0 finished, 1 stopped on a NaN/inf, 2 error, 130 interrupted."
+        ),
+    )
+    p.add_argument("--data", metavar="DIR",
+                   help="a folder of MIDI files to train on (default: the Bach chorale set, built if missing)")
+    p.add_argument("--iterations", type=int, metavar="N", help="adversarial iterations (the run ends on N)")
+    p.add_argument("--minutes", type=float, metavar="M",
+                   help="time budget in minutes; without --iterations the run is limited by time only")
+    p.add_argument("--out", metavar="DIR",
+                   help="runs root under which the run folder is created (default: runs); with --resume, "
+                        "a run folder or a runs root whose most recent run is continued")
+    p.add_argument("--name", metavar="NAME",
+                   help="run folder name (default: <YYYYmmdd-HHMMSS>-seed<S>); with --resume, the run to continue")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the run (same as --set seed=S)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run from its latest checkpoint (iteration counter, weights, optimizer "
+                        "states, replay buffer, random state); only run-length settings may change")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_train)
+
+
+def _given_fields(args: argparse.Namespace) -> dict:
+    """Config fields named on the command line (by --config, --set or an option), with their values."""
+    names = set()
+    if getattr(args, "config", None):
+        try:
+            names |= set(json.loads(Path(args.config).read_text()))
+        except (OSError, ValueError, TypeError):
+            pass
+    names |= {item.split("=", 1)[0].strip() for item in args.sets or [] if "=" in item}
+    for option in ("iterations", "minutes", "seed"):
+        if getattr(args, option) is not None:
+            names.add(option)
+    return {name: None for name in names}
+
+
+def _run_train(args: argparse.Namespace, cfg: Config) -> int:
+    from . import train as training
+
+    options = {k: getattr(args, k) for k in ("iterations", "minutes", "seed") if getattr(args, k) is not None}
+    if args.minutes is not None and args.iterations is None:
+        options["iterations"] = 0  # limited by time only
+    cfg = config_from_overrides(options, base=cfg)
+    if args.data is not None:
+        data_dir = Path(args.data).expanduser().resolve()
+        cfg = config_from_overrides({"data_dir": str(data_dir)}, base=cfg)
+    if args.resume:
+        if args.data is not None:
+            raise MusicRLError("--data cannot change when resuming: a run keeps its data")
+        overrides = {name: getattr(cfg, name) for name in _given_fields(args)}
+        if "iterations" in options:
+            overrides["iterations"] = options["iterations"]
+        result = training.train(resume=True, out=args.out, name=args.name, overrides=overrides,
+                                progress=not args.no_progress)
+    else:
+        result = training.train(cfg, data=cfg.data_dir if args.data is not None else None, out=args.out,
+                                name=args.name, progress=not args.no_progress)
+    return {"finished": 0, "nonfinite": 1, "interrupted": 130}[result.status]
+
+
+# --------------------------------------------------------------------------
+# sample
+# --------------------------------------------------------------------------
+
+
+def _add_sample_parser(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "sample",
+        help="write pieces of a trained agent as MIDI and WAV",
+        description=(
+            "Load a run's policy from a checkpoint and write N pieces as gen_000.mid, gen_000.wav, ... "
+            "(WAV rendered with the General MIDI soundfont). The run's own settings are used."
+        ),
+    )
+    p.add_argument("--run", required=True, metavar="DIR", help="a run folder (runs/<name>)")
+    p.add_argument("--n", type=int, default=16, help="number of pieces (default 16)")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder to write to (default: <run>/samples/sampled-<checkpoint>-seed<S>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--checkpoint", default="latest",
+                   help="'latest' (default), 'pretrained', or a checkpoint folder name such as iter-0000500")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+    p.add_argument("--no-wav", action="store_true", help="write MIDI files only")
+    p.set_defaults(handler=_run_sample)
+
+
+def _run_sample(args: argparse.Namespace, cfg: Config) -> int:
+    from .train import sample_from_run
+
+    out = args.out
+    if out is None:
+        out = Path(args.run) / "samples" / f"sampled-{args.checkpoint}-seed{args.seed}"
+    paths = sample_from_run(args.run, args.n, out, seed=args.seed, checkpoint=args.checkpoint,
+                            temperature=args.temperature, wav=not args.no_wav)
+    kinds = ".mid" if args.no_wav else ".mid and .wav"
+    print(f"wrote {len(paths)} pieces ({kinds}) to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------
+
+_COMMANDS: list[Callable[..., None]] = [_add_data_parser, _add_train_parser, _add_sample_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m musicrl",
+        description="musicrl: an RL agent writes chord progressions, rewarded by a discriminator that listens.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"musicrl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    subparsers.required = True
+    common = _common_options()
+    for add in _COMMANDS:
+        add(subparsers, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; return its exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    code : int
+        0 on success, 2 for a usage error or a :class:`MusicRLError`
+        (printed as one line ``error: ...`` on stderr).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    try:
+        cfg = config_from_args(args)
+        return int(args.handler(args, cfg))
+    except MusicRLError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
