@@ -1,0 +1,638 @@
+"""The discriminator D: a causal judge of music that gives one logit per chord step.
+
+D reads log-mel frames ``(batch, n_frames, n_mels)`` (or, for the symbolic
+baseline, the seq ``(batch, n_steps, n_pitches)``) and returns a logit per
+chord step ``(batch, n_steps)``; ``sigmoid(logit)`` is D's probability that the
+piece heard so far is real. The clip's logit is the one of its last step.
+
+Causality
+---------
+Mel frame ``i`` is centred on sample ``i * hop_length`` and its window covers
+samples ``[i * hop_length - n_fft // 2, i * hop_length + n_fft // 2)``. Step
+``t`` ends at sample ``(t + 1) * step_samples``. The logit of step ``t`` is read
+at frame::
+
+    f_t = max(0, floor(((t + 1) * step_samples - n_fft // 2) / hop_length))
+
+the last frame whose window ends by the end of step ``t``
+(:func:`step_frame_indices`), after layers that are causal over time (causal
+convolutions, a forward LSTM, running means). So the logit of step ``t`` has
+heard no audio after step ``t``. The first ``ceil(n_fft / 2 / hop_length)``
+frames have windows that start before sample 0 and see the mel's padding
+instead; that padding is built from the clip's first ``n_fft // 2`` samples at
+most, which lie in step 0 whenever ``step_samples >= n_fft // 2`` (always, for
+musical step lengths). Only for shorter steps is ``f_t`` clamped to 0, and the
+logit of such a step then hears up to ``n_fft // 2`` samples.
+
+The 'cnn' D downsamples time by ``CNN_STRIDE`` with strided causal
+convolutions; its output ``j`` has heard frames ``<= j * CNN_STRIDE``, so it
+reads step ``t`` at output ``f_t // CNN_STRIDE`` (at most ``CNN_STRIDE - 1``
+frames older than ``f_t``). The 'lstm' D reads frame ``f_t`` itself. The 'seq'
+D reads chord ``t`` after causal convolutions over steps.
+
+Entry points
+------------
+:func:`build_discriminator` makes the Keras model; :func:`d_input_kind` /
+:func:`d_inputs` say and build what it reads ('mel' or 'seq');
+:class:`DiscriminatorTrainer` trains it (its ``train_step`` on ``real_x`` vs
+``gen_x``) with the stabilisers of the config (replay buffer of older
+generated clips, one-sided label smoothing, a gradient penalty, spectral
+normalisation, a minibatch-stddev feature, loudness normalisation).
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .errors import MusicRLError
+from .seeding import as_rng
+from .vectorize import check_seqs
+
+__all__ = [
+    "CNN_STRIDE",
+    "CausalMean",
+    "DiscriminatorTrainer",
+    "MelScale",
+    "MinibatchStd",
+    "ReplayBuffer",
+    "StepGather",
+    "build_discriminator",
+    "check_d_inputs",
+    "d_input_kind",
+    "d_input_shape",
+    "d_inputs",
+    "predict_step_logits",
+    "step_frame_indices",
+    "step_logits_fn",
+]
+
+# Time downsampling of the 'cnn' D: causal convolutions of stride 4 and 2.
+CNN_STRIDE = 8
+
+
+# --------------------------------------------------------------------------
+# what D reads
+# --------------------------------------------------------------------------
+def step_frame_indices(*, n_steps: int, step_samples: int, hop_length: int, n_fft: int) -> np.ndarray:
+    """The mel frame at which D reads each step's logit (see module docs).
+
+    Parameters
+    ----------
+    n_steps : int
+        Chord steps of the clip.
+    step_samples : int
+        Samples per step.
+    hop_length, n_fft : int
+        Hop and window of the (centred) mel frames, in samples.
+
+    Returns
+    -------
+    frames : np.ndarray, shape=(n_steps,), dtype=int64
+        ``max(0, ((t + 1) * step_samples - n_fft // 2) // hop_length)``.
+    """
+    if min(n_steps, step_samples, hop_length, n_fft) < 1:
+        raise MusicRLError(
+            "n_steps, step_samples, hop_length and n_fft must be >= 1, got "
+            f"{n_steps}, {step_samples}, {hop_length}, {n_fft}"
+        )
+    ends = (np.arange(1, n_steps + 1, dtype=np.int64)) * step_samples
+    return np.maximum(0, (ends - n_fft // 2) // hop_length)
+
+
+def _cfg_step_frames(cfg) -> np.ndarray:
+    return step_frame_indices(
+        n_steps=cfg.n_steps, step_samples=cfg.step_samples, hop_length=cfg.hop_length, n_fft=cfg.n_fft
+    )
+
+
+def d_input_kind(cfg) -> str:
+    """'seq' if D judges the symbolic seq (``d_arch='seq'``), else 'mel'."""
+    return "seq" if cfg.d_arch == "seq" else "mel"
+
+
+def d_input_shape(cfg) -> tuple[int, int]:
+    """Shape of one D input: ``(n_frames, n_mels)`` or ``(n_steps, n_pitches)``."""
+    if d_input_kind(cfg) == "seq":
+        return (cfg.n_steps, cfg.n_pitches)
+    return (cfg.n_frames, cfg.n_mels)
+
+
+def check_d_inputs(x: Any, cfg, *, name: str = "x") -> np.ndarray:
+    """Validate a batch of D inputs and return it as float32 (batch, *d_input_shape(cfg))."""
+    arr = np.asarray(x)
+    want = d_input_shape(cfg)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != want:
+        what = "(batch, n_steps, n_pitches)" if d_input_kind(cfg) == "seq" else "(batch, n_frames, n_mels)"
+        raise MusicRLError(f"{name} must have shape {what} = (batch, {want[0]}, {want[1]}), got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise MusicRLError(f"{name} must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(arr)):
+        raise MusicRLError(f"{name} contains NaN or inf")
+    return arr
+
+
+def d_inputs(seqs: Any, cfg, *, mels: Any = None) -> np.ndarray:
+    """What D reads for a batch of pieces: their mels, or their seqs for the 'seq' D.
+
+    Parameters
+    ----------
+    seqs : array-like, shape=(batch, n_steps, n_pitches)
+        Multi-hot chords.
+    cfg : Config
+    mels : array-like, shape=(batch, n_frames, n_mels), optional
+        Already computed mels of ``seqs`` (for a mel D); computed with
+        ``mel.seq_to_mel`` when not given.
+
+    Returns
+    -------
+    x : np.ndarray, float32, shape=(batch, *d_input_shape(cfg))
+    """
+    seqs = check_seqs(seqs, n_pitches=cfg.n_pitches)
+    if seqs.shape[1] != cfg.n_steps:
+        raise MusicRLError(f"seqs must have {cfg.n_steps} steps, got shape {seqs.shape}")
+    if d_input_kind(cfg) == "seq":
+        return seqs
+    if mels is None:
+        from .mel import seq_to_mel
+
+        mels = seq_to_mel(seqs, **{**cfg.synth_kwargs(), **cfg.mel_kwargs()})
+    return check_d_inputs(mels, cfg, name="mels")
+
+
+# --------------------------------------------------------------------------
+# layers
+# --------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="musicrl")
+class MelScale(keras.layers.Layer):
+    """dB in [-top_db, 0] -> about [-1, 1], after optional causal loudness normalisation.
+
+    ``loudness='frame'`` subtracts each frame's mean over mel bands;
+    ``'running'`` subtracts the mean dB of the clip up to and including the
+    frame (a running mean, so D stays causal).
+    """
+
+    def __init__(self, top_db: float = 80.0, loudness: str = "none", **kwargs):
+        super().__init__(**kwargs)
+        self.top_db = float(top_db)
+        self.loudness = loudness
+
+    def call(self, x):
+        half = self.top_db / 2.0
+        if self.loudness == "frame":
+            return (x - keras.ops.mean(x, axis=-1, keepdims=True)) / half
+        if self.loudness == "running":
+            frame_mean = keras.ops.mean(x, axis=-1, keepdims=True)
+            count = keras.ops.arange(1, keras.ops.shape(x)[1] + 1, dtype=x.dtype)[None, :, None]
+            return (x - keras.ops.cumsum(frame_mean, axis=1) / count) / half
+        return (x + half) / half
+
+    def get_config(self):
+        return {**super().get_config(), "top_db": self.top_db, "loudness": self.loudness}
+
+
+@keras.saving.register_keras_serializable(package="musicrl")
+class CausalMean(keras.layers.Layer):
+    """Running mean over time: output ``t`` is the mean of inputs ``0..t``."""
+
+    def call(self, x):
+        count = keras.ops.arange(1, keras.ops.shape(x)[1] + 1, dtype=x.dtype)[None, :, None]
+        return keras.ops.cumsum(x, axis=1) / count
+
+
+@keras.saving.register_keras_serializable(package="musicrl")
+class MinibatchStd(keras.layers.Layer):
+    """Appends the std over the batch, averaged over channels, per time step.
+
+    Computed per time step, so causality over time is kept; D's output for one
+    clip then depends on the rest of its batch (a batch of one sees 0).
+    """
+
+    def call(self, x):
+        var = keras.ops.var(x, axis=0, keepdims=True)
+        std = keras.ops.mean(keras.ops.sqrt(var + 1e-8), axis=-1, keepdims=True)
+        return keras.ops.concatenate([x, std * keras.ops.ones_like(x[..., :1])], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+
+@keras.saving.register_keras_serializable(package="musicrl")
+class StepGather(keras.layers.Layer):
+    """Picks time indices ``indices`` of ``(batch, time, 1)`` -> ``(batch, n_steps)``."""
+
+    def __init__(self, indices, **kwargs):
+        super().__init__(**kwargs)
+        self.indices = [int(i) for i in indices]
+
+    def call(self, x):
+        return keras.ops.take(x[..., 0], np.asarray(self.indices, dtype="int32"), axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.indices))
+
+    def get_config(self):
+        return {**super().get_config(), "indices": self.indices}
+
+
+def _wrap(layer, spectral_norm: bool):
+    return keras.layers.SpectralNormalization(layer) if spectral_norm else layer
+
+
+def _conv(h, filters, kernel, *, strides=1, dilation=1, sn=False, name=None):
+    layer = keras.layers.Conv1D(
+        filters, kernel, strides=strides, dilation_rate=dilation, padding="causal", name=name
+    )
+    h = _wrap(layer, sn)(h)
+    return keras.layers.LeakyReLU(0.2)(h)
+
+
+def _head(h, cfg, indices):
+    if cfg.d_minibatch_std:
+        h = MinibatchStd(name="minibatch_std")(h)
+    out = _wrap(keras.layers.Dense(1, name="logit"), cfg.d_spectral_norm)(h)
+    return StepGather(indices, name="step_logits")(out)
+
+
+def build_discriminator(cfg, *, name: str | None = None) -> keras.Model:
+    """Build D for ``cfg.d_arch``, with per-step causal logits.
+
+    Parameters
+    ----------
+    cfg : Config
+        Uses ``d_arch``, ``d_channels``, ``d_lstm_units``, ``d_spectral_norm``,
+        ``d_minibatch_std``, ``d_loudness_norm``, the grid and the mel settings.
+    name : str, optional
+        Model name (default ``'discriminator_<arch>'``).
+
+    Returns
+    -------
+    d : keras.Model
+        Maps ``(batch, *d_input_shape(cfg))`` float32 to ``(batch, n_steps)``
+        logits.
+
+    Notes
+    -----
+    * 'cnn': input scaling; causal Conv1D layers of ``c = d_channels``
+      channels: kernel 4 stride 4, kernel 3 stride 2 (time / 8), then four
+      residual dilated ones (kernel 3, dilations 1, 2, 4, 8: a receptive field
+      of 252 frames, 8 steps at the defaults); the output concatenated with
+      its running mean over time (the piece so far); a per-time Dense logit.
+      About 2 M multiply-adds per 16-step clip, to stay fast on a CPU.
+    * 'lstm': input scaling; one LSTM of ``d_lstm_units`` over every mel
+      frame; a per-frame Dense logit.
+    * 'seq': causal Conv1D layers over chord steps (dilations 1, 2, 4) and a
+      running mean; a per-step Dense logit.
+    """
+    kind = d_input_kind(cfg)
+    sn = cfg.d_spectral_norm
+    c = cfg.d_channels
+    x = keras.Input(shape=d_input_shape(cfg), name="seq" if kind == "seq" else "mel")
+    if cfg.d_arch == "seq":
+        h = _conv(x, c, 3, sn=sn, name="conv0")
+        h = _conv(h, 2 * c, 3, dilation=2, sn=sn, name="conv1")
+        h = _conv(h, 2 * c, 3, dilation=4, sn=sn, name="conv2")
+        h = keras.layers.Concatenate()([h, CausalMean()(h)])
+        indices = np.arange(cfg.n_steps)
+    elif cfg.d_arch == "cnn":
+        h = MelScale(cfg.top_db, cfg.d_loudness_norm, name="mel_scale")(x)
+        h = _conv(h, c, 4, strides=4, sn=sn, name="down0")
+        h = _conv(h, c, 3, strides=2, sn=sn, name="down1")
+        for i, d in enumerate((1, 2, 4, 8)):
+            h = keras.layers.Add()([h, _conv(h, c, 3, dilation=d, sn=sn, name=f"dilated{i}")])
+        h = keras.layers.Concatenate()([h, CausalMean()(h)])
+        indices = _cfg_step_frames(cfg) // CNN_STRIDE
+    elif cfg.d_arch == "lstm":
+        h = MelScale(cfg.top_db, cfg.d_loudness_norm, name="mel_scale")(x)
+        h = keras.layers.LSTM(cfg.d_lstm_units, return_sequences=True, name="lstm")(h)
+        indices = _cfg_step_frames(cfg)
+    else:
+        raise MusicRLError(f"config field 'd_arch' must be one of ('cnn', 'lstm', 'seq'), got {cfg.d_arch!r}")
+    out = _head(h, cfg, indices)
+    return keras.Model(x, out, name=name or f"discriminator_{cfg.d_arch}")
+
+
+# --------------------------------------------------------------------------
+# replay buffer
+# --------------------------------------------------------------------------
+class ReplayBuffer:
+    """A first-in-first-out store of older generated clips for D's batches.
+
+    Parameters
+    ----------
+    capacity : int
+        Most clips kept; the oldest is overwritten first.
+    seed : int or np.random.Generator, optional
+        Randomness of :meth:`sample` (its state is part of :meth:`get_state`).
+
+    Notes
+    -----
+    Memory is ``capacity`` times one stored clip: 128 kB for a default
+    16-step mel (501 x 64 float32), so 64 MB at capacity 512.
+    """
+
+    def __init__(self, capacity: int, *, seed: int | np.random.Generator | None = 0) -> None:
+        if int(capacity) < 1:
+            raise MusicRLError(f"replay buffer capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.rng = as_rng(seed)
+        self.items: np.ndarray | None = None
+        self.size = 0
+        self.pos = 0
+        self.n_seen = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, items: Any) -> None:
+        """Store a batch ``(batch, ...)`` of clips, overwriting the oldest when full."""
+        arr = np.asarray(items)
+        if arr.ndim < 1 or arr.shape[0] == 0:
+            return
+        if self.items is None:
+            self.items = np.zeros((self.capacity, *arr.shape[1:]), dtype=arr.dtype)
+        if arr.shape[1:] != self.items.shape[1:]:
+            raise MusicRLError(
+                f"replay items must have shape (batch, {', '.join(map(str, self.items.shape[1:]))}), "
+                f"got shape {arr.shape}"
+            )
+        arr = arr[-self.capacity :]
+        idx = (self.pos + np.arange(len(arr))) % self.capacity
+        self.items[idx] = arr
+        self.pos = int((self.pos + len(arr)) % self.capacity)
+        self.size = min(self.capacity, self.size + len(arr))
+        self.n_seen += int(np.asarray(items).shape[0])
+
+    def sample(self, n: int) -> np.ndarray:
+        """``n`` stored clips drawn uniformly without replacement (``n <= len(self)``)."""
+        n = int(n)
+        if not 0 <= n <= self.size:
+            raise MusicRLError(f"cannot sample {n} clips from a replay buffer holding {self.size}")
+        if n == 0:
+            shape = () if self.items is None else self.items.shape[1:]
+            dtype = np.float32 if self.items is None else self.items.dtype
+            return np.zeros((0, *shape), dtype=dtype)
+        return self.items[self.rng.choice(self.size, size=n, replace=False)].copy()
+
+    def mix(self, gen_batch: Any, share: float) -> np.ndarray:
+        """Replace a ``share`` of ``gen_batch`` by stored clips, then store ``gen_batch``.
+
+        The first ``round(share * batch)`` clips (fewer while the buffer fills)
+        are swapped for older ones; the batch keeps its size.
+        """
+        if not 0 <= share < 1:
+            raise MusicRLError(f"replay share must be in [0, 1), got {share!r}")
+        arr = np.asarray(gen_batch)
+        n_old = min(int(round(share * len(arr))), self.size)
+        old = self.sample(n_old)
+        out = np.concatenate([old.astype(arr.dtype, copy=False), arr[n_old:]]) if n_old else arr.copy()
+        self.add(arr)
+        return out
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The buffer as a dict of arrays (``np.savez(path, **state)`` stores it)."""
+        items = np.zeros((0,), np.float32) if self.items is None else self.items[: self.size].copy()
+        return {
+            "items": items,
+            "counters": np.array([self.capacity, self.size, self.pos, self.n_seen], dtype=np.int64),
+            "rng_state": np.array(json.dumps(self.rng.bit_generator.state)),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned (also after an ``np.load``)."""
+        capacity, size, pos, n_seen = (int(v) for v in np.asarray(state["counters"]))
+        if capacity != self.capacity:
+            raise MusicRLError(f"replay state has capacity {capacity}, this buffer {self.capacity}")
+        items = np.asarray(state["items"])
+        if size:
+            if items.shape[0] != size:
+                raise MusicRLError(f"replay state holds {items.shape[0]} items, its counters say {size}")
+            self.items = np.zeros((self.capacity, *items.shape[1:]), dtype=items.dtype)
+            self.items[:size] = items
+        else:
+            self.items = None
+        self.size, self.pos, self.n_seen = size, pos, n_seen
+        self.rng.bit_generator.state = json.loads(str(np.asarray(state["rng_state"])))
+
+
+# --------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------
+class DiscriminatorTrainer:
+    """Trains D on real vs generated inputs (keras-io GAN style, one compiled step).
+
+    Parameters
+    ----------
+    cfg : Config
+        The discriminator section sets the optimizer and stabilisers.
+    model : keras.Model, optional
+        D (default: ``build_discriminator(cfg)``).
+    seed : int or np.random.Generator, optional
+        Randomness of the replay buffer and of the WGAN-GP mixes (default ``cfg.seed``).
+    jit_compile : bool, optional
+        Compile the steps with XLA (default ``cfg.d_jit_compile``).
+
+    Attributes
+    ----------
+    model : keras.Model
+    optimizer : keras.optimizers.Adam
+    buffer : ReplayBuffer or None
+        None when ``cfg.d_replay_share == 0``.
+    """
+
+    def __init__(self, cfg, model: keras.Model | None = None, *, seed=None, jit_compile: bool | None = None):
+        self.cfg = cfg
+        self.model = model if model is not None else build_discriminator(cfg)
+        self.optimizer = keras.optimizers.Adam(cfg.d_learning_rate, beta_1=cfg.d_beta_1)
+        self.optimizer.build(self.model.trainable_variables)
+        self.rng = as_rng(cfg.seed if seed is None else seed)
+        self.buffer = (
+            ReplayBuffer(cfg.d_replay_capacity, seed=self.rng.integers(2**63))
+            if cfg.d_replay_share > 0
+            else None
+        )
+        jit = cfg.d_jit_compile if jit_compile is None else bool(jit_compile)
+        self.jit_compile = jit
+        self._train_fn = tf.function(self._train_graph, jit_compile=jit, reduce_retracing=True)
+        self._predict_fn = tf.function(self._predict_graph, jit_compile=jit, reduce_retracing=True)
+
+    # compiled bodies -----------------------------------------------------
+    def _predict_graph(self, x):
+        return self.model(x, training=False)
+
+    def _loss_steps(self, logits):
+        return logits[:, -1:] if self.cfg.d_loss_steps == "last" else logits
+
+    def _score(self, logits):
+        # the scalar whose input gradient is penalized: the mean trained logit per clip
+        return tf.reduce_sum(tf.reduce_mean(self._loss_steps(logits), axis=1))
+
+    def _train_graph(self, real_x, gen_x, mix_eps):
+        cfg = self.cfg
+        gp_on = cfg.d_gp_weight > 0
+        with tf.GradientTape() as tape:
+            if gp_on and cfg.d_gp_kind == "r1":
+                with tf.GradientTape() as gp_tape:
+                    gp_tape.watch(real_x)
+                    logits_real = self.model(real_x, training=True)
+                    score = self._score(logits_real)
+                grad = gp_tape.gradient(score, real_x)
+                gp = 0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(grad), axis=[1, 2]))
+                logits_gen = self.model(gen_x, training=True)
+            elif cfg.d_minibatch_std or gp_on:
+                # batch statistics must not mix real and generated clips
+                logits_real = self.model(real_x, training=True)
+                logits_gen = self.model(gen_x, training=True)
+                gp = tf.constant(0.0)
+            else:
+                n_real = tf.shape(real_x)[0]
+                logits = self.model(tf.concat([real_x, gen_x], axis=0), training=True)
+                logits_real, logits_gen = logits[:n_real], logits[n_real:]
+                gp = tf.constant(0.0)
+            if gp_on and cfg.d_gp_kind == "wgan_gp":
+                n = tf.minimum(tf.shape(real_x)[0], tf.shape(gen_x)[0])
+                eps = mix_eps[:n, None, None]
+                x_hat = eps * real_x[:n] + (1.0 - eps) * gen_x[:n]
+                with tf.GradientTape() as gp_tape:
+                    gp_tape.watch(x_hat)
+                    score = self._score(self.model(x_hat, training=True))
+                grad = gp_tape.gradient(score, x_hat)
+                norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2]) + 1e-12)
+                gp = tf.reduce_mean(tf.square(norm - 1.0))
+            lr = self._loss_steps(logits_real)
+            lg = self._loss_steps(logits_gen)
+            y_real = tf.fill(tf.shape(lr), 1.0 - cfg.d_label_smoothing)
+            y_gen = tf.zeros_like(lg)
+            loss_real = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y_real, logits=lr))
+            loss_gen = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y_gen, logits=lg))
+            loss = loss_real + loss_gen + cfg.d_gp_weight * gp
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        acc_real = tf.reduce_mean(tf.cast(logits_real[:, -1] > 0, tf.float32))
+        acc_gen = tf.reduce_mean(tf.cast(logits_gen[:, -1] < 0, tf.float32))
+        return {
+            "loss": loss,
+            "loss_real": loss_real,
+            "loss_gen": loss_gen,
+            "gp": gp,
+            "acc_real": acc_real,
+            "acc_gen": acc_gen,
+        }
+
+    # public ----------------------------------------------------------------
+    @property
+    def input_kind(self) -> str:
+        """'mel' or 'seq': what :meth:`train_step` and :meth:`step_logits` read."""
+        return d_input_kind(self.cfg)
+
+    def train_step(self, real_x: Any, gen_x: Any) -> dict[str, float]:
+        """One update of D on a batch of real and a batch of generated inputs.
+
+        With replay on, a ``cfg.d_replay_share`` of ``gen_x`` is first swapped
+        for older generated clips and ``gen_x`` is stored.
+
+        Parameters
+        ----------
+        real_x, gen_x : array-like, shape=(batch, *d_input_shape(cfg))
+            Real inputs (label ``1 - d_label_smoothing``) and generated ones (label 0).
+
+        Returns
+        -------
+        metrics : dict of float
+            ``loss`` (total), ``loss_real``, ``loss_gen`` (mean sigmoid
+            cross-entropy over the trained steps), ``gp`` (the unweighted
+            penalty, 0 when off), ``acc_real`` / ``acc_gen`` (share of clips
+            whose last-step logit is on the right side of 0).
+        """
+        real_x = check_d_inputs(real_x, self.cfg, name="real_x")
+        gen_x = check_d_inputs(gen_x, self.cfg, name="gen_x")
+        if self.buffer is not None:
+            gen_x = self.buffer.mix(gen_x, self.cfg.d_replay_share)
+        mix_eps = self.rng.uniform(size=max(len(real_x), len(gen_x))).astype(np.float32)
+        out = self._train_fn(tf.constant(real_x), tf.constant(gen_x), tf.constant(mix_eps))
+        return {k: float(v) for k, v in out.items()}
+
+    def step_logits(self, x: Any) -> np.ndarray:
+        """D's per-step logits ``(batch, n_steps)`` float32 for inputs ``x`` (inference mode)."""
+        x = check_d_inputs(x, self.cfg)
+        return self._predict_fn(tf.constant(x)).numpy()
+
+    def __call__(self, x: Any) -> np.ndarray:
+        return self.step_logits(x)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Replay buffer and random state as arrays (model and optimizer: save with Keras / tf.train.Checkpoint)."""
+        state = {"trainer_rng_state": np.array(json.dumps(self.rng.bit_generator.state))}
+        if self.buffer is not None:
+            state.update({f"replay_{k}": v for k, v in self.buffer.get_state().items()})
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+        self.rng.bit_generator.state = json.loads(str(np.asarray(state["trainer_rng_state"])))
+        if self.buffer is not None:
+            self.buffer.set_state({k[len("replay_"):]: v for k, v in state.items() if k.startswith("replay_")})
+
+
+# compiled inference of plain Keras models, kept as long as the model lives
+_PREDICT_FNS: "weakref.WeakKeyDictionary[keras.Model, Callable]" = weakref.WeakKeyDictionary()
+
+
+def step_logits_fn(discriminator: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A function ``x -> (batch, n_steps)`` logits for a trainer, a Keras model or a callable.
+
+    A :class:`DiscriminatorTrainer` gives its compiled ``step_logits``; a
+    ``keras.Model`` is wrapped once in a ``tf.function`` (inference mode),
+    cached per model; any other callable is returned as is.
+    """
+    if isinstance(discriminator, DiscriminatorTrainer):
+        return discriminator.step_logits
+    if isinstance(discriminator, keras.Model):
+        fn = _PREDICT_FNS.get(discriminator)
+        if fn is None:
+            ref = weakref.ref(discriminator)
+            graph = tf.function(lambda x: ref()(x, training=False), reduce_retracing=True)
+            fn = lambda x: graph(tf.constant(np.asarray(x, dtype=np.float32))).numpy()  # noqa: E731
+            _PREDICT_FNS[discriminator] = fn
+        return fn
+    if callable(discriminator):
+        return discriminator
+    raise MusicRLError(
+        "discriminator must be a DiscriminatorTrainer, keras.Model or callable, "
+        f"got {type(discriminator).__name__}"
+    )
+
+
+def predict_step_logits(discriminator: Any, x: Any, cfg=None) -> np.ndarray:
+    """Per-step logits from a :class:`DiscriminatorTrainer`, a Keras model, or any callable.
+
+    Parameters
+    ----------
+    discriminator : DiscriminatorTrainer, keras.Model or callable
+        A callable maps a float32 batch of D inputs to ``(batch, n_steps)`` logits.
+    x : array-like, shape=(batch, *d_input_shape)
+    cfg : Config, optional
+        When given, ``x`` is validated against it.
+
+    Returns
+    -------
+    step_logits : np.ndarray, shape=(batch, n_steps), dtype=float32
+    """
+    x = check_d_inputs(x, cfg) if cfg is not None else np.asarray(x, dtype=np.float32)
+    out = np.asarray(step_logits_fn(discriminator)(x), dtype=np.float32)
+    if out.ndim != 2 or out.shape[0] != x.shape[0]:
+        raise MusicRLError(
+            f"discriminator must return (batch, n_steps) = ({x.shape[0]}, n_steps) logits, got shape {out.shape}"
+        )
+    if not np.all(np.isfinite(out)):
+        raise MusicRLError("discriminator returned NaN or inf logits")
+    return out
