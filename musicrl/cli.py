@@ -58,7 +58,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             overrides = json.loads(path.read_text())
         except OSError as e:
             raise MusicRLError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
-        except json.JSONDecodeError as e:
+        except (ValueError, RecursionError) as e:  # bad JSON, bytes that are not UTF-8, absurd nesting
             raise MusicRLError(f"config file {str(path)!r} is not valid JSON: {e}") from None
         if not isinstance(overrides, dict):
             raise MusicRLError(f"config file {str(path)!r} must hold a JSON object of field values")
@@ -215,7 +215,8 @@ def _add_sample_parser(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--checkpoint", default="latest",
                    help="'latest' (default), 'pretrained', or a checkpoint folder name such as iter-0000500")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (default: the run's sample_temperature)")
     p.add_argument("--no-wav", action="store_true", help="write MIDI files only")
     p.set_defaults(handler=_run_sample)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -71,7 +72,7 @@ class Config:
     fmax: float = 8000.0
     """Highest mel filter edge in Hz (at most sr / 2)."""
     top_db: float = 80.0
-    """Log-mels are clipped to ``top_db`` below 0 dB (the loudest possible note)."""
+    """Log-mels are clipped to ``top_db`` below 0 dB (a fixed reference: the loudest band of a full-scale sine)."""
 
     # --- data ---------------------------------------------------------------
     data_dir: str = "data/chorales"
@@ -129,6 +130,38 @@ class Config:
     reward_normalize: bool = False
     """Standardize returns by their running mean and std before the policy update."""
 
+    # --- agent (policy) -----------------------------------------------------
+    policy_head: str = "vocab"
+    """How a step's notes are drawn: 'vocab' (chord vocabulary + <other> then per-pitch Bernoulli) or 'bernoulli'."""
+    policy_hidden: int = 128
+    """GRU units of the policy."""
+    policy_embed: int = 32
+    """Size of the chord-token embeddings the vocab head's softmax scores against."""
+    vocab_transpose: int = 0
+    """Also put every training chord transposed by up to +-this many semitones in the vocabulary."""
+    vocab_max_size: int = 0
+    """Keep only this many most frequent chords in the vocabulary (0: all; fewer is faster, the rest go to <other>)."""
+    vocab_min_count: int = 1
+    """Keep only chords seen at least this often in the vocabulary (2: chords seen once train the <other> branch)."""
+    value_head: bool = False
+    """Give the policy a per-step value head trained on the returns (actor-critic baseline)."""
+    sample_temperature: float = 1.0
+    """Temperature of sampling for listening and evaluation (training episodes are always drawn at 1)."""
+    policy_learning_rate: float = 3e-4
+    """Adam learning rate of the REINFORCE updates."""
+    pretrain_learning_rate: float = 1e-3
+    """Adam learning rate of the maximum-likelihood pretraining."""
+    entropy_coef: float = 0.01
+    """Weight of the entropy bonus (per step, nats) in the policy loss."""
+    kl_coef: float = 0.1
+    """Weight of the KL(policy || pretrained policy) penalty per step (0: no penalty)."""
+    value_coef: float = 0.5
+    """Weight of the value head's squared error in the policy loss."""
+    policy_clip_norm: float = 1.0
+    """Clip the policy's gradients to this global norm (0: no clipping)."""
+    policy_jit_compile: bool = True
+    """Compile the policy's sampling and update steps with XLA (faster on a CPU for this model)."""
+
     # --- training (train) ---------------------------------------------------
     batch_size: int = 128
     """Episodes the agent plays per iteration; each D update also sees this many real clips."""
@@ -156,6 +189,8 @@ class Config:
     """On a NaN/inf reward, loss or weight: 'stop' the run (last checkpoint kept) or 'skip' the batch (update undone)."""
     deterministic: bool = False
     """Ask TensorFlow for deterministic kernels, so a seed reproduces a run exactly (slower)."""
+    real_mel_cache: int = 4096
+    """Real clips whose log-mels are kept in memory for reuse (0: none); 4096 default-size clips take 0.5 GB."""
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -230,9 +265,14 @@ def _field_types() -> dict[str, Any]:
 def _check_types(cfg: Config) -> None:
     for name, typ in _field_types().items():
         value = getattr(cfg, name)
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            object.__setattr__(cfg, name, float(value))
-            continue
+        kind = {int: numbers.Integral, float: numbers.Real}.get(typ)
+        if kind is not None and isinstance(value, kind) and not isinstance(value, (bool, typ)):
+            # ints for float fields, and NumPy scalars (e.g. from a sweep), count as their value
+            try:
+                value = typ(value)
+            except OverflowError:
+                raise MusicRLError(f"config field {name!r} must be a finite number, got {value!r}") from None
+            object.__setattr__(cfg, name, value)
         if typ in (int, float, str, bool) and (
             not isinstance(value, typ) or (typ is not bool and isinstance(value, bool))
         ):
@@ -252,6 +292,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "d_loudness_norm": ("none", "frame", "running"),
     "reward_kind": ("log_d", "logit"),
     "on_nonfinite": ("stop", "skip"),
+    "policy_head": ("vocab", "bernoulli"),
 }
 
 _POSITIVE = (
@@ -263,7 +304,12 @@ _NON_NEGATIVE = ("seed", "attack", "release", "fmin", "transpose")
 _NON_NEGATIVE += ("d_gp_weight", "reward_clip")
 _POSITIVE += ("batch_size", "d_steps", "checkpoint_every", "keep_checkpoints", "n_saved_samples",
               "collapse_every")
-_NON_NEGATIVE += ("iterations", "minutes", "pretrain_steps", "pretrain_minutes", "sample_every")
+_NON_NEGATIVE += ("iterations", "minutes", "real_mel_cache", "pretrain_steps", "pretrain_minutes", "sample_every")
+_POSITIVE += ("top_db", "fmax")
+_POSITIVE += ("policy_hidden", "policy_embed", "sample_temperature", "policy_learning_rate",
+              "pretrain_learning_rate", "vocab_min_count")
+_NON_NEGATIVE += ("vocab_transpose", "vocab_max_size", "entropy_coef", "kl_coef", "value_coef",
+                  "policy_clip_norm")
 
 
 def _check_values(cfg: Config) -> None:
@@ -283,6 +329,14 @@ def _check_values(cfg: Config) -> None:
             "config fields 'lowest_pitch' and 'n_pitches' must keep pitches within MIDI 0..127, "
             f"got lowest_pitch={cfg.lowest_pitch}, n_pitches={cfg.n_pitches}"
         )
+    if cfg.n_pitches < 12:
+        # real music outside the columns is folded in by octaves
+        raise MusicRLError(f"config field 'n_pitches' must be at least 12 (one octave), got {cfg.n_pitches}")
+    if cfg.seed > 2**32 - 1:
+        # NumPy's and Keras's global seeding take 32-bit seeds
+        raise MusicRLError(f"config field 'seed' must be in 0..{2**32 - 1}, got {cfg.seed}")
+    if not cfg.data_dir.strip():
+        raise MusicRLError("config field 'data_dir' must name a folder, got an empty string")
     if not 1 <= cfg.velocity <= 127:
         raise MusicRLError(f"config field 'velocity' must be in 1..127, got {cfg.velocity}")
     if not 0 <= cfg.program <= 127:
@@ -297,6 +351,9 @@ def _check_values(cfg: Config) -> None:
         raise MusicRLError(
             f"config field 'hop_length' must be at most n_fft={cfg.n_fft}, got {cfg.hop_length}"
         )
+    if cfg.n_fft % 2:
+        # centered frames pad n_fft // 2 on each side; mel.py requires an even size
+        raise MusicRLError(f"config field 'n_fft' must be even, got {cfg.n_fft}")
     # each mel filter must span at least one FFT bin, or its band is always empty
     n_bins = cfg.n_fft // 2 + 1
     if cfg.n_mels > n_bins:
@@ -381,6 +438,8 @@ def config_from_overrides(
     """
     types = _field_types()
     values = (base or Config()).to_dict()
+    if overrides is not None and not isinstance(overrides, dict):
+        raise MusicRLError(f"config overrides must be a dict of field values, got {type(overrides).__name__}")
     for key, value in (overrides or {}).items():
         if key not in types:
             raise MusicRLError(_unknown(key, types))
@@ -421,8 +480,8 @@ def load_config(path: str | Path) -> Config:
     try:
         data = json.loads(path.read_text())
     except OSError as e:
-        raise MusicRLError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
+        raise MusicRLError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
+    except (ValueError, RecursionError) as e:  # bad JSON, bytes that are not UTF-8, absurd nesting
         raise MusicRLError(f"config file {str(path)!r} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise MusicRLError(f"config file {str(path)!r} must hold a JSON object of field values")

@@ -467,7 +467,9 @@ def _read_cache(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]] | No
             lengths = z["lengths"]
             flat = z["seqs"].astype(np.float32)
             bad = {str(n): str(r) for n, r in zip(z["bad_names"], z["bad_reasons"])}
-    except (OSError, KeyError, ValueError):
+    except Exception:  # a damaged cache (not a zip, truncated, wrong keys) is rebuilt, never fatal
+        return None
+    if len(lengths) != len(names) or int(np.sum(lengths)) != len(flat) or np.any(lengths < 0):
         return None
     seqs = dict(zip(names, np.split(flat, np.cumsum(lengths)[:-1]) if names else []))
     return seqs, bad

@@ -23,6 +23,8 @@ from .seeding import as_rng
 
 __all__ = [
     "CHORD_QUALITIES",
+    "MAX_MIDI_BYTES",
+    "MAX_MIDI_TRACKS",
     "load_midi",
     "midi_from_bytes",
     "rand_midis",
@@ -104,25 +106,27 @@ def _check_size(size: int, name: str) -> None:
 
 def _check_header(data: bytes, name: str) -> None:
     """Refuse before parsing what the parsers would misread or take long on."""
+
+    def bad(reason: str) -> MusicRLError:
+        return MusicRLError(f"MIDI file {name!r} could not be parsed: {reason}")
+
     if len(data) < 14:
-        raise MusicRLError(f"MIDI file {name!r} is truncated: {len(data)} bytes, shorter than a MIDI header")
+        raise bad(f"truncated: {len(data)} bytes, shorter than a MIDI header")
     length, fmt, n_tracks, division = struct.unpack(">IHHH", data[4:14])
     if length < 6:
-        raise MusicRLError(f"MIDI file {name!r} has a header chunk of {length} bytes, expected 6")
+        raise bad(f"a header chunk of {length} bytes, expected 6")
     if fmt > 2:
-        raise MusicRLError(f"MIDI file {name!r} has format {fmt}, expected 0, 1 or 2")
+        raise bad(f"format {fmt}, expected 0, 1 or 2")
     if n_tracks == 0:
-        raise MusicRLError(f"MIDI file {name!r} declares no tracks")
+        raise bad("the header declares no tracks")
     if n_tracks > MAX_MIDI_TRACKS:
         raise MusicRLError(
             f"MIDI file {name!r} declares {n_tracks} tracks, more than the {MAX_MIDI_TRACKS} allowed"
         )
     if division & 0x8000:
-        raise MusicRLError(
-            f"MIDI file {name!r} uses SMPTE time division, not supported (only ticks per quarter note)"
-        )
+        raise bad("SMPTE time division is not supported (only ticks per quarter note)")
     if division == 0:
-        raise MusicRLError(f"MIDI file {name!r} has a time division of 0 ticks per quarter note")
+        raise bad("a time division of 0 ticks per quarter note")
 
 
 def midi_from_bytes(data: bytes, *, name: str = "<bytes>") -> pretty_midi.PrettyMIDI:
@@ -152,6 +156,9 @@ def midi_from_bytes(data: bytes, *, name: str = "<bytes>") -> pretty_midi.Pretty
         raise MusicRLError(f"MIDI file {name!r} could not be parsed: a tempo of 0 (division by zero)") from None
     except Exception as e:  # mido and pretty_midi raise many types on corrupt data
         reason = str(e) or type(e).__name__
+        if not isinstance(e, (OSError, ValueError)):
+            # e.g. IndexError from a meta event shorter than its kind needs
+            reason = f"malformed event data ({type(e).__name__}: {reason})"
         raise MusicRLError(f"MIDI file {name!r} could not be parsed: {reason}") from None
     return midi
 

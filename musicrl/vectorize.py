@@ -14,7 +14,12 @@ import pretty_midi
 
 from .errors import MusicRLError
 
-__all__ = ["check_seqs", "midi_to_seq", "seq_to_midi"]
+__all__ = ["MAX_SEQ_STEPS", "check_seqs", "midi_to_seq", "midis_to_seqs", "seq_to_midi"]
+
+MAX_SEQ_STEPS = 100_000
+"""Default cap on the steps of one piece in :func:`midi_to_seq` (about 14 hours
+at one beat per step and 120 bpm): a corrupt file with a note at a huge time
+would otherwise allocate gigabytes."""
 
 
 def check_seqs(seqs: np.ndarray, *, n_pitches: int | None = None, name: str = "seqs") -> np.ndarray:
@@ -61,10 +66,16 @@ def check_seqs(seqs: np.ndarray, *, n_pitches: int | None = None, name: str = "s
     return arr
 
 
-def _note_beats(midi: pretty_midi.PrettyMIDI, times: np.ndarray) -> np.ndarray:
+def _note_beats(midi: pretty_midi.PrettyMIDI, times: np.ndarray, name: str) -> np.ndarray:
     """Times in seconds -> positions in beats, following every tempo change."""
-    ticks = np.array([midi.time_to_tick(t) for t in times], dtype=np.float64)
-    return ticks / midi.resolution
+    # notes share onsets and ends, and each conversion is a Python call
+    uniq, inverse = np.unique(times, return_inverse=True)
+    try:
+        with np.errstate(all="ignore"):
+            ticks = np.array([midi.time_to_tick(t) for t in uniq], dtype=np.float64)
+    except (OverflowError, ValueError):
+        raise MusicRLError(f"{name} has note times too large to place on the grid") from None
+    return ticks[inverse.reshape(-1)] / midi.resolution
 
 
 def midi_to_seq(
@@ -76,6 +87,7 @@ def midi_to_seq(
     out_of_range: str = "fold",
     quantize: str = "sample",
     name: str = "midi",
+    max_steps: int = MAX_SEQ_STEPS,
 ) -> np.ndarray:
     """Quantize a piece to a grid of chord steps.
 
@@ -112,17 +124,22 @@ def midi_to_seq(
         The rule above.
     name : str
         How to call the piece in error messages (e.g. its file name).
+    max_steps : int
+        Longest piece accepted, in steps (default :data:`MAX_SEQ_STEPS`).
 
     Returns
     -------
     seq : np.ndarray, shape=(n_steps, n_pitches), dtype=float32
-        ``n_steps`` runs up to the last step in which a note sounds.
+        ``n_steps`` runs up to the last step in which a note sounds. Notes
+        that end before they start are ignored.
 
     Raises
     ------
     MusicRLError
         If the piece has no pitched notes (empty, or drums only), none left
-        after quantization, or a setting is impossible.
+        after quantization, a note time is negative or not finite, a pitch is
+        outside MIDI 0..127, the piece lasts more than ``max_steps`` steps, or
+        a setting is impossible.
     """
     if not step_beats > 0:
         raise MusicRLError(f"step_beats must be > 0, got {step_beats}")
@@ -136,19 +153,30 @@ def midi_to_seq(
         raise MusicRLError(f"out_of_range must be 'fold' or 'drop', got {out_of_range!r}")
     if n_pitches < 12 and out_of_range == "fold":
         raise MusicRLError("out_of_range='fold' needs at least 12 pitch columns")
-    notes = [
-        (n.pitch, n.start, n.end)
-        for inst in midi.instruments
-        if not inst.is_drum
-        for n in inst.notes
-        if n.end > n.start
-    ]
-    if not notes:
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise MusicRLError(f"max_steps must be a positive int, got {max_steps!r}")
+    notes = [(n.pitch, n.start, n.end) for inst in midi.instruments if not inst.is_drum for n in inst.notes]
+    try:
+        arr = np.array(notes, dtype=np.float64).reshape(-1, 3)
+    except (TypeError, ValueError):
+        raise MusicRLError(f"{name} has notes with non-numeric pitches or times") from None
+    if not np.all(np.isfinite(arr)):
+        raise MusicRLError(f"{name} has notes with NaN or infinite pitches or times")
+    if np.any(arr[:, 1:] < 0):
+        raise MusicRLError(f"{name} has notes at negative times")
+    if np.any((arr[:, 0] < 0) | (arr[:, 0] > 127)):
+        raise MusicRLError(f"{name} has notes with pitches outside MIDI 0..127")
+    arr = arr[arr[:, 2] > arr[:, 1]]
+    if not len(arr):
         raise MusicRLError(f"{name} has no pitched notes (empty or drums only)")
-    arr = np.array(notes, dtype=np.float64)
     pitch = arr[:, 0].astype(np.int64)
-    start = _note_beats(midi, arr[:, 1]) / step_beats
-    end = _note_beats(midi, arr[:, 2]) / step_beats
+    beats = _note_beats(midi, arr[:, 1:].T.ravel(), name).reshape(2, -1) / step_beats
+    start, end = beats[0], beats[1]
+    # checked before either rule allocates (n_steps, n_pitches)
+    if not end.max() <= max_steps:
+        raise MusicRLError(
+            f"{name} lasts {end.max():.6g} steps of {step_beats:g} beats, more than max_steps={max_steps}"
+        )
     col = pitch - lowest_pitch
     if out_of_range == "fold":
         col = np.where(col < 0, col % 12, col)
@@ -266,3 +294,56 @@ def seq_to_midi(
     inst.notes.sort(key=lambda n: (n.start, n.pitch))
     midi.instruments.append(inst)
     return midi
+
+
+def midis_to_seqs(
+    midis,
+    *,
+    n_steps: int,
+    step_beats: float = 1.0,
+    lowest_pitch: int = 36,
+    n_pitches: int = 48,
+    out_of_range: str = "fold",
+    quantize: str = "sample",
+) -> np.ndarray:
+    """Quantize several pieces to one batch of equal-length seqs.
+
+    Each piece goes through :func:`midi_to_seq`; its first ``n_steps`` steps
+    are kept, and a shorter piece is padded with rests (empty steps) at the
+    end. E.g. ``midis_to_seqs(midi.rand_midis(n, rng), n_steps=16)`` gives
+    ``rand_seqs``.
+
+    Parameters
+    ----------
+    midis : sequence of pretty_midi.PrettyMIDI
+        The pieces (at least one).
+    n_steps : int
+        Steps of every output seq.
+    step_beats, lowest_pitch, n_pitches, out_of_range, quantize
+        As in :func:`midi_to_seq`.
+
+    Returns
+    -------
+    seqs : np.ndarray, shape=(len(midis), n_steps, n_pitches), dtype=float32
+
+    Raises
+    ------
+    MusicRLError
+        If ``midis`` is empty, ``n_steps`` is not a positive int, or a piece
+        cannot be quantized (the message names the piece by its index).
+    """
+    midis = list(midis)
+    if not midis:
+        raise MusicRLError("midis_to_seqs needs at least one piece, got none")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise MusicRLError(f"n_steps must be a positive int, got {n_steps!r}")
+    seqs = np.zeros((len(midis), int(n_steps), int(n_pitches)), dtype=np.float32)
+    for i, midi in enumerate(midis):
+        if not isinstance(midi, pretty_midi.PrettyMIDI):
+            raise MusicRLError(f"midis[{i}] must be a pretty_midi.PrettyMIDI, got {type(midi).__name__}")
+        seq = midi_to_seq(
+            midi, step_beats=step_beats, lowest_pitch=lowest_pitch, n_pitches=n_pitches,
+            out_of_range=out_of_range, quantize=quantize, name=f"midis[{i}]",
+        )[:n_steps]
+        seqs[i, : len(seq)] = seq
+    return seqs
