@@ -264,3 +264,33 @@ def test_seq_to_midi_writes_program_velocity_and_timing():
     (note,) = inst.notes
     assert (note.pitch, note.velocity) == (60, 99)
     assert note.start == pytest.approx(2.0) and note.end == pytest.approx(4.0)
+
+
+# --- midis_to_seqs: a batch of pieces on one grid ---------------------------------
+
+
+@pytest.mark.parametrize("n_steps", [4, 8, 12])
+def test_midis_to_seqs_cuts_and_pads_to_n_steps(rng, n_steps):
+    from musicrl.midi import rand_midis
+    from musicrl.vectorize import midis_to_seqs
+
+    rand_midis_ = rand_midis(3, rng, n_chords=8)
+    rand_seqs = midis_to_seqs(rand_midis_, n_steps=n_steps, n_pitches=48)
+    assert rand_seqs.shape == (3, n_steps, 48) and rand_seqs.dtype == np.float32
+    for rand_midi, rand_seq in zip(rand_midis_, rand_seqs):
+        whole = midi_to_seq(rand_midi, n_pitches=48)
+        keep = min(n_steps, len(whole))
+        np.testing.assert_array_equal(rand_seq[:keep], whole[:keep])
+        assert not rand_seq[keep:].any()  # padded with rests
+
+
+def test_midis_to_seqs_names_the_bad_piece(rng):
+    from musicrl.midi import rand_progression
+    from musicrl.vectorize import midis_to_seqs
+
+    with pytest.raises(MusicRLError, match=r"midis\[1\]"):
+        midis_to_seqs([rand_progression(rng), pretty_midi.PrettyMIDI()], n_steps=4)
+    with pytest.raises(MusicRLError, match="at least one"):
+        midis_to_seqs([], n_steps=4)
+    with pytest.raises(MusicRLError, match="n_steps"):
+        midis_to_seqs([rand_progression(rng)], n_steps=0)
