@@ -235,10 +235,95 @@ def _run_sample(args: argparse.Namespace, cfg: Config) -> int:
 
 
 # --------------------------------------------------------------------------
+# evaluate and compare
+# --------------------------------------------------------------------------
+
+
+def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="measure a trained agent against real held-out music, random progressions and its pretrained policy",
+        description=(
+            "Compare four sets against the same real held-out clips of the run's data: real music (other "
+            "held-out pieces), random progressions, the policy after pretraining alone and the agent (latest "
+            "checkpoint). Measures: every metric of metrics.summarize, the copy rate against the training "
+            "pieces, MGEval KL/overlap per feature, a feature-classifier two-sample test and a freshly trained "
+            "discriminator's held-out accuracy (0.5 = indistinguishable). Writes report.md, metrics.json and "
+            "PNG plots into each run folder and prints the table; with several --run, also a side-by-side "
+            "comparison (compare.md in --out)."
+        ),
+    )
+    p.add_argument("--run", required=True, action="append", metavar="DIR",
+                   help="a run folder (runs/<name>); repeat to evaluate and compare several runs")
+    p.add_argument("--n", type=int, default=256, help="pieces per set (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws and tests (default 0)")
+    p.add_argument("--d-epochs", type=int, default=5, metavar="E",
+                   help="epochs of each fresh discriminator per fold (default 5)")
+    p.add_argument("--d-splits", type=int, default=3, metavar="K",
+                   help="folds of the fresh-discriminator test (default 3)")
+    p.add_argument("--no-d", action="store_true", help="skip the fresh-discriminator test (fast)")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    p.add_argument("--out", metavar="DIR", help="folder for compare.md (the side-by-side table)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace, cfg: Config) -> int:
+    from . import evaluate
+
+    evaluations = []
+    for run in args.run:
+        evaluation = evaluate.evaluate_run(
+            run, n=args.n, seed=args.seed, d_test=not args.no_d, d_epochs=args.d_epochs, d_splits=args.d_splits,
+            plots=not args.no_plots, progress=not args.no_progress,
+        )
+        evaluations.append(evaluation)
+        print(f"## {evaluation['name']} (checkpoint {evaluation['checkpoint']})\n")
+        print(evaluate.format_table(evaluation))
+        for note in evaluation["notes"]:
+            print(f"note: {note}")
+        print(f"\nwrote {evaluate.REPORT_FILE}, {evaluate.EVALUATION_FILE} and plots to {run}\n")
+    if len(evaluations) > 1:
+        print("## comparison\n")
+        print(evaluate.comparison_table(evaluations))
+    if args.out is not None:
+        path = evaluate.write_comparison(args.out, evaluations)
+        print(f"\nwrote {path}")
+    return 0
+
+
+def _add_compare_parser(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="print evaluated runs side by side (reads their metrics.json)",
+        description=(
+            "Read the metrics.json that 'evaluate' wrote into each run folder and print one table: a row per "
+            "measure, a column per set and run. Nothing is recomputed."
+        ),
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their metrics.json files)")
+    p.add_argument("--out", metavar="DIR", help="also write the table to DIR/compare.md")
+    p.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
+    from . import evaluate
+
+    evaluations = [evaluate.load_evaluation(run) for run in args.runs]
+    print(evaluate.comparison_table(evaluations))
+    if args.out is not None:
+        path = evaluate.write_comparison(args.out, evaluations)
+        print(f"\nwrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------
 
-_COMMANDS: list[Callable[..., None]] = [_add_data_parser, _add_train_parser, _add_sample_parser]
+_COMMANDS: list[Callable[..., None]] = [
+    _add_data_parser, _add_train_parser, _add_sample_parser, _add_evaluate_parser, _add_compare_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

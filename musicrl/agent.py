@@ -1,0 +1,1064 @@
+"""The agent: a recurrent policy that writes one chord per step.
+
+A :class:`ChordPolicy` is a GRU over chord steps. At step ``t`` it reads the
+chord of step ``t - 1`` (a start flag at ``t = 0``) and outputs a distribution
+over the chord of step ``t``; a whole seq is sampled autoregressively. The
+notes of a step come from one of two heads (setting ``policy_head``):
+
+``"vocab"`` (default)
+    A categorical over a chord vocabulary (every distinct chord of the
+    training windows, optionally with transpositions, see
+    :func:`build_chord_vocab`) plus one ``<other>`` token. ``<other>`` is
+    followed by an independent Bernoulli per pitch, so any chord, in the
+    vocabulary or not, has non-zero probability. The probability of a chord
+    ``c`` is that of the mixture::
+
+        p(c) = pi[idx(c)] * [c in vocab] + pi[<other>] * prod_p bern_p(c_p)
+
+    and the log-probabilities reported are exactly ``log p(c)`` (the two
+    branches are summed, not only the one that drew the chord).
+``"bernoulli"``
+    An independent Bernoulli per pitch (a baseline for comparison; its chords
+    are rarely musical).
+
+The ``n_vocab + 1`` tokens are split into ``n_blocks`` blocks of
+``block_size ~ sqrt(n_vocab + 1)`` consecutive tokens (``<other>`` is the last
+token of the last block), and ``pi`` is factored exactly as ``pi[token] =
+pi_block[block] * pi_within[token | block]`` (a class-factored softmax): a
+step scores ``n_blocks`` block logits and the ``block_size`` tokens of one or
+two blocks instead of the whole vocabulary, which keeps sampling and updates
+fast with vocabularies of thousands of chords. Within a block, a token's logit
+is ``q(h) . (E_token + W c_token) + b_token``: a free embedding plus a
+projection of the token's chord, so rare chords share what is learned about
+their pitches.
+
+Entropy and KL are per step, of the joint distribution of (branch, chord),
+``H = H(pi) + pi[<other>] * H(bern)`` and ``KL = KL(pi || pi') + pi[<other>]
+* KL(bern || bern')``, which bound the entropy / KL of the chord alone from
+above (equal when the Bernoulli branch never lands on a vocabulary chord).
+For the Bernoulli head they are those of the Bernoulli, exactly. For the vocab
+head, ``H(pi) = H(pi_block) + sum_b pi_block[b] H(pi_within[. | b])`` needs
+every block, so the training step (and :meth:`ChordPolicy.entropy`,
+:func:`policy_kl` by default) takes the within-block term in the block of the
+step's own chord only: ``H(pi_block) + H(pi_within[. | block(c_t)])``, and
+likewise for the KL. For chords drawn from the policy this is a one-sample
+estimate of the exact value: its mean over blocks weighted by ``pi_block`` is
+the exact value, and the KL estimate is >= 0 and 0 for identical policies.
+``exact=True`` gives the full values, at the cost of a pass over the whole
+vocabulary.
+
+Sampling draws its uniforms from a NumPy generator and runs one compiled
+TensorFlow function, so the same seed gives the same seqs. Training steps
+(:func:`pretrain_step`, :func:`reinforce_step`) are compiled once per
+(policy, optimizer, options) and recompute log-probabilities under teacher
+forcing so gradients flow.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .errors import MusicRLError
+from .seeding import as_rng
+from .vectorize import check_seqs
+
+__all__ = [
+    "POLICY_HEADS",
+    "ChordPolicy",
+    "PolicySample",
+    "build_chord_vocab",
+    "build_policy",
+    "clone_policy",
+    "policy_kl",
+    "pretrain_step",
+    "reinforce_step",
+    "vocab_coverage",
+    "vocab_kwargs",
+]
+
+POLICY_HEADS = ("vocab", "bernoulli")
+
+# bits per float64 key word: sums of distinct powers of two below 2**52 are exact
+_KEY_BITS = 52
+# half a float32 uniform's resolution: keeps inverse-CDF draws off exact zero
+_HALF_ULP = 2.0**-25
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+# --------------------------------------------------------------------------------------
+# chord vocabulary
+# --------------------------------------------------------------------------------------
+
+
+def _chord_rows(seqs: np.ndarray) -> np.ndarray:
+    """(..., n_pitches) multi-hot -> (n, n_pitches) uint8 rows."""
+    return np.ascontiguousarray(seqs.reshape(-1, seqs.shape[-1]) > 0).astype(np.uint8)
+
+
+def _row_keys(rows: np.ndarray) -> np.ndarray:
+    """One hashable bytes key per uint8 multi-hot row."""
+    packed = np.packbits(rows, axis=1)
+    return packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+
+
+def build_chord_vocab(
+    real_seqs: np.ndarray,
+    *,
+    transpose: int = 0,
+    max_size: int | None = None,
+    min_count: int = 1,
+) -> np.ndarray:
+    """Every distinct chord of some seqs, most frequent first.
+
+    Parameters
+    ----------
+    real_seqs : np.ndarray, shape=(batch, n_steps, n_pitches) or (n_steps, n_pitches)
+        Multi-hot training chords. Empty chords (rests) are chords too.
+    transpose : int
+        Also add every chord moved by ``-transpose..+transpose`` semitones,
+        where all its pitches stay on the grid (counted as if seen once, so
+        they rank after the chords actually seen).
+    max_size : int or None
+        Keep only the ``max_size`` most frequent chords (None: all). Chords
+        left out are still expressible through the ``<other>`` branch.
+    min_count : int
+        Keep only chords seen at least this often (before transposing).
+        With 2, chords seen once are left to ``<other>``, so that
+        maximum-likelihood training gives ``<other>`` the share of rare
+        chords, and chords never seen get a sensible probability (as an
+        unknown-word threshold does in language models).
+
+    Returns
+    -------
+    vocab : np.ndarray, shape=(n_chords, n_pitches), dtype=float32
+        Distinct multi-hot chords, by descending count (ties in a fixed
+        order), so the same data always gives the same vocabulary.
+
+    Raises
+    ------
+    MusicRLError
+        On bad seqs or settings.
+    """
+    seqs = check_seqs(real_seqs, name="real_seqs")
+    if isinstance(transpose, bool) or not isinstance(transpose, (int, np.integer)) or transpose < 0:
+        raise MusicRLError(f"transpose must be a non-negative int of semitones, got {transpose!r}")
+    if max_size is not None and (
+        isinstance(max_size, bool) or not isinstance(max_size, (int, np.integer)) or max_size < 1
+    ):
+        raise MusicRLError(f"max_size must be a positive int or None, got {max_size!r}")
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
+        raise MusicRLError(f"min_count must be a positive int, got {min_count!r}")
+    rows = _chord_rows(seqs)
+    n_pitches = rows.shape[1]
+    uniq, counts = np.unique(rows, axis=0, return_counts=True)
+    frequent = counts >= min_count
+    if not frequent.any():
+        raise MusicRLError(f"no chord of real_seqs is seen min_count={min_count} times")
+    uniq, counts = uniq[frequent], counts[frequent].astype(np.float64)
+    if transpose > 0:
+        extra = []
+        for k in range(-int(transpose), int(transpose) + 1):
+            if k == 0:
+                continue
+            shifted = np.zeros_like(uniq)
+            if k > 0:
+                shifted[:, k:] = uniq[:, : n_pitches - k]
+                fits = uniq[:, n_pitches - k :].sum(axis=1) == 0
+            else:
+                shifted[:, :k] = uniq[:, -k:]
+                fits = uniq[:, :-k].sum(axis=1) == 0
+            extra.append(shifted[fits])
+        seen = set(_row_keys(uniq).tolist())
+        new = np.concatenate(extra, axis=0) if extra else np.zeros((0, n_pitches), np.uint8)
+        if len(new):
+            new = np.unique(new, axis=0)
+            keep = np.array([k not in seen for k in _row_keys(new).tolist()], dtype=bool)
+            new = new[keep]
+            # below every seen chord's count: transposed chords rank last
+            uniq = np.concatenate([uniq, new], axis=0)
+            counts = np.concatenate([counts, np.full(len(new), 0.5)])
+    # np.unique sorted rows lexicographically; a stable sort keeps that for ties
+    order = np.argsort(-counts, kind="stable")
+    vocab = uniq[order]
+    if max_size is not None:
+        vocab = vocab[: int(max_size)]
+    return vocab.astype(np.float32)
+
+
+def _check_vocab(vocab: Any, n_pitches: int) -> np.ndarray:
+    arr = np.asarray(vocab)
+    if arr.ndim != 2 or arr.shape[1] != n_pitches or arr.shape[0] < 1:
+        raise MusicRLError(
+            f"vocab must have shape (n_chords >= 1, n_pitches={n_pitches}), got shape {arr.shape}"
+        )
+    arr = check_seqs(arr[None], n_pitches=n_pitches, name="vocab")[0]
+    if len(np.unique(_row_keys(_chord_rows(arr)))) != len(arr):
+        raise MusicRLError("vocab must not repeat a chord")
+    return arr
+
+
+def vocab_coverage(vocab: np.ndarray, seqs: np.ndarray) -> float:
+    """Share of the chords (steps) of ``seqs`` that are vocabulary chords.
+
+    Parameters
+    ----------
+    vocab : np.ndarray, shape=(n_chords, n_pitches)
+        As returned by :func:`build_chord_vocab`.
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches) or (n_steps, n_pitches)
+
+    Returns
+    -------
+    coverage : float
+        In [0, 1]; 1 means every chord is drawn by a single vocabulary token.
+        Chords outside still have non-zero probability (``<other>`` branch).
+    """
+    vocab = np.asarray(vocab)
+    if vocab.ndim != 2:
+        raise MusicRLError(f"vocab must have shape (n_chords, n_pitches), got shape {vocab.shape}")
+    seqs = check_seqs(seqs, n_pitches=vocab.shape[1], name="seqs")
+    known = set(_row_keys(_chord_rows(vocab)).tolist())
+    keys = _row_keys(_chord_rows(seqs)).tolist()
+    return float(np.mean([k in known for k in keys]))
+
+
+def _key_weights(n_pitches: int) -> np.ndarray:
+    """(n_pitches, n_words) float64: chord @ W gives exact integer keys, one per word."""
+    n_words = -(-n_pitches // _KEY_BITS)
+    w = np.zeros((n_pitches, n_words), dtype=np.float64)
+    for p in range(n_pitches):
+        w[p, p // _KEY_BITS] = 2.0 ** (p % _KEY_BITS)
+    return w
+
+
+# --------------------------------------------------------------------------------------
+# the policy
+# --------------------------------------------------------------------------------------
+
+
+class PolicySample(NamedTuple):
+    """A batch of sampled episodes (NumPy arrays).
+
+    Attributes
+    ----------
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches), dtype=float32
+        The ``gen_seqs``: multi-hot chords.
+    log_probs : np.ndarray, shape=(batch, n_steps), dtype=float32
+        Exact log-probability (nats) of each step's chord given the previous
+        ones, under the distribution sampled from (including the temperature).
+    entropies : np.ndarray, shape=(batch, n_steps), dtype=float32
+        Entropy (nats) of each step's distribution (for the vocab head the
+        estimate described in the module docs).
+    from_vocab : np.ndarray, shape=(batch, n_steps), dtype=bool
+        Whether the step's chord was drawn by a vocabulary token (always False
+        for the Bernoulli head).
+    values : np.ndarray or None, shape=(batch, n_steps), dtype=float32
+        The value head's estimate of each step's return (None without one).
+    """
+
+    seqs: np.ndarray
+    log_probs: np.ndarray
+    entropies: np.ndarray
+    from_vocab: np.ndarray
+    values: np.ndarray | None
+
+
+def _pick(values: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """values[..., index[...]] for a short last axis."""
+    return tf.reduce_sum(values * tf.one_hot(index, values.shape[-1], dtype=values.dtype), axis=-1)
+
+
+def _cat_entropy(logp: tf.Tensor) -> tf.Tensor:
+    # padded slots have probability exactly 0 and a finite log-prob, so they add 0
+    return -tf.reduce_sum(tf.exp(logp) * logp, axis=-1)
+
+
+def _cat_kl(logp: tf.Tensor, ref_logp: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.exp(logp) * (logp - ref_logp), axis=-1)
+
+
+def _draw(probs: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+    """Inverse-CDF draw of one index per row of probs (batch, n) from uniforms (batch,).
+
+    Clamping keeps every draw on an index of positive probability despite
+    rounding (the first cdf value reaching a target in (0, total] follows a
+    positive step).
+    """
+    cdf = tf.cumsum(probs, axis=-1)
+    total = cdf[:, -1:]
+    target = tf.clip_by_value((u[:, None] + _HALF_ULP) * total, _TINY, total)
+    return tf.reduce_sum(tf.cast(cdf < target, tf.int32), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="musicrl")
+class ChordPolicy(keras.Model):
+    """Autoregressive GRU policy over chord steps.
+
+    Parameters
+    ----------
+    n_pitches : int
+        Pitch columns of a chord.
+    head : {'vocab', 'bernoulli'}
+        How a step's notes are drawn (see module docs).
+    vocab : np.ndarray, shape=(n_chords, n_pitches), optional
+        The chord vocabulary (required for ``head='vocab'``), e.g. from
+        :func:`build_chord_vocab`. It is kept in the model as a non-trainable
+        variable (so checkpoints hold it) and in :meth:`get_config`.
+    hidden_size : int
+        GRU units.
+    embed_size : int
+        Size of the token embeddings the within-block softmax scores against.
+    value_head : bool
+        Add a per-step value estimate (actor-critic baseline).
+    jit_compile : bool
+        Compile sampling and training steps with XLA.
+
+    Attributes
+    ----------
+    n_vocab : int
+        Vocabulary chords (0 for the Bernoulli head); token ``n_vocab`` is ``<other>``.
+    block_size, n_blocks : int
+        The ``n_vocab + 1`` tokens are split into ``n_blocks`` blocks of
+        ``block_size`` consecutive tokens (0 for the Bernoulli head).
+    """
+
+    def __init__(
+        self,
+        n_pitches: int,
+        *,
+        head: str = "vocab",
+        vocab: np.ndarray | None = None,
+        hidden_size: int = 128,
+        embed_size: int = 32,
+        value_head: bool = False,
+        jit_compile: bool = True,
+        name: str = "chord_policy",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        for arg, value in (("n_pitches", n_pitches), ("hidden_size", hidden_size), ("embed_size", embed_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise MusicRLError(f"{arg} must be a positive int, got {value!r}")
+        if head not in POLICY_HEADS:
+            raise MusicRLError(f"policy head must be one of {POLICY_HEADS}, got {head!r}")
+        self.n_pitches = int(n_pitches)
+        self.head = head
+        self.hidden_size = int(hidden_size)
+        self.embed_size = int(embed_size)
+        self.has_value_head = bool(value_head)
+        self.jit_compile = bool(jit_compile)
+
+        self.cell = keras.layers.GRUCell(self.hidden_size, name="gru")
+        self.pitch_logits = keras.layers.Dense(self.n_pitches, name="pitch_logits")
+        self.value_out = keras.layers.Dense(1, name="value") if self.has_value_head else None
+        if head == "vocab":
+            if vocab is None:
+                raise MusicRLError("head='vocab' needs a vocab (see build_chord_vocab)")
+            vocab = _check_vocab(vocab, self.n_pitches)
+            self.n_vocab = int(vocab.shape[0])
+            n_tokens = self.n_vocab + 1
+            self.block_size = int(np.ceil(np.sqrt(n_tokens)))
+            self.n_blocks = -(-n_tokens // self.block_size)
+            self.vocab_var = self.add_weight(
+                shape=vocab.shape, initializer="zeros", dtype="float32", trainable=False, name="vocab"
+            )
+            self.vocab_var.assign(vocab)
+            self.block_logits = keras.layers.Dense(self.n_blocks, name="block_logits")
+            self.query = keras.layers.Dense(self.embed_size, name="query")
+            self.chord_proj = keras.layers.Dense(self.embed_size, use_bias=False, name="chord_proj")
+            self.token_emb = self.add_weight(
+                shape=(n_tokens, self.embed_size),
+                initializer=keras.initializers.RandomNormal(stddev=0.05),
+                name="token_emb",
+            )
+            self.token_bias = self.add_weight(shape=(n_tokens,), initializer="zeros", name="token_bias")
+        else:
+            if vocab is not None:
+                raise MusicRLError("head='bernoulli' takes no vocab")
+            self.n_vocab = self.block_size = self.n_blocks = 0
+        self._key_w = tf.constant(_key_weights(self.n_pitches))
+        self._fns: dict = {}
+        self._table_of: np.ndarray | None = None
+        self._index_of: dict = {}
+        # build every weight now, so checkpoints and get_weights see them all
+        self(tf.zeros((1, 1, self.n_pitches)))
+
+    # ---- configuration ------------------------------------------------------------
+    @property
+    def vocab(self) -> np.ndarray | None:
+        """The chord vocabulary, (n_chords, n_pitches) float32, or None for the Bernoulli head."""
+        return None if self.head != "vocab" else np.asarray(self.vocab_var.numpy(), dtype=np.float32)
+
+    def get_config(self) -> dict[str, Any]:
+        vocab = self.vocab
+        return {
+            "name": self.name,
+            "n_pitches": self.n_pitches,
+            "head": self.head,
+            # pitch lists are far smaller than the multi-hot rows in JSON
+            "vocab": None if vocab is None else [np.flatnonzero(row).tolist() for row in vocab],
+            "hidden_size": self.hidden_size,
+            "embed_size": self.embed_size,
+            "value_head": self.has_value_head,
+            "jit_compile": self.jit_compile,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "ChordPolicy":
+        config = dict(config)
+        if config.get("vocab") is not None:
+            rows = config["vocab"]
+            vocab = np.zeros((len(rows), config["n_pitches"]), dtype=np.float32)
+            for i, pitches in enumerate(rows):
+                vocab[i, list(pitches)] = 1.0
+            config["vocab"] = vocab
+        n_pitches = config.pop("n_pitches")
+        return cls(n_pitches, **config)
+
+    # ---- vocabulary lookups ---------------------------------------------------------
+    def _lookup(self, seqs: np.ndarray) -> np.ndarray:
+        """(batch, n_steps, n_pitches) -> (batch, n_steps) int32 vocab index (n_vocab when not in it).
+
+        A hash lookup in NumPy, for batches given to teacher-forced passes.
+        """
+        if self.head != "vocab":
+            return np.zeros(seqs.shape[:2], np.int32)
+        vocab = self.vocab_var.numpy()
+        if self._table_of is None or not np.array_equal(self._table_of, vocab):
+            keys = _row_keys(_chord_rows(vocab)).tolist()
+            self._index_of = {k: i for i, k in enumerate(keys)}
+            self._table_of = vocab
+        get = self._index_of.get
+        idx = [get(k, self.n_vocab) for k in _row_keys(_chord_rows(seqs)).tolist()]
+        return np.asarray(idx, dtype=np.int32).reshape(seqs.shape[:2])
+
+    def _vocab_search(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """Sorted float64 keys of the vocabulary chords, (n_vocab, n_words), and their vocab indices."""
+        keys = tf.matmul(tf.cast(self.vocab_var, tf.float64), self._key_w)
+        order = tf.cast(tf.argsort(keys[:, 0]), tf.int32)
+        return tf.gather(keys, order), order
+
+    def _vocab_index(self, chords: tf.Tensor, search: tuple | None = None) -> tf.Tensor:
+        """(..., n_pitches) chords -> (...) int32 vocab index, n_vocab when not in it (in the graph)."""
+        sorted_keys, order = search if search is not None else self._vocab_search()
+        keys = tf.tensordot(tf.cast(chords, tf.float64), self._key_w, axes=1)
+        if self._key_w.shape[1] > 1:
+            # keys of several words: compare with every vocabulary chord
+            eq = tf.reduce_all(tf.equal(keys[..., None, :], sorted_keys), axis=-1)
+            pos = tf.reduce_sum(tf.where(eq, tf.range(1, self.n_vocab + 1), 0), axis=-1) - 1
+            found = pos >= 0
+            pos = tf.maximum(pos, 0)
+        else:
+            # branchless binary search for the first sorted key >= key
+            key, table = keys[..., 0], sorted_keys[:, 0]
+            lo = tf.zeros_like(key, dtype=tf.int32)
+            hi = tf.fill(tf.shape(key), self.n_vocab)
+            for _ in range(int(np.ceil(np.log2(self.n_vocab + 1))) + 1):
+                mid = (lo + hi) // 2
+                less = tf.gather(table, tf.minimum(mid, self.n_vocab - 1)) < key
+                active = lo < hi
+                lo = tf.where(active & less, mid + 1, lo)
+                hi = tf.where(active & ~less, mid, hi)
+            pos = tf.minimum(lo, self.n_vocab - 1)
+            found = tf.gather(table, pos) == key
+        return tf.where(found, tf.gather(order, pos), self.n_vocab)
+
+    # ---- distributions (TensorFlow, any leading axes) -------------------------------
+    def _token_table(self) -> tuple[tf.Tensor, tf.Tensor] | None:
+        """Token embeddings (n_blocks, block_size, embed) and logit biases (n_blocks, block_size).
+
+        Padding slots of the last block get a logit of -1e9: probability
+        exactly 0 and a finite log-probability (no 0 * inf in entropies).
+        """
+        if self.head != "vocab":
+            return None
+        n_tokens = self.n_vocab + 1
+        pad = self.n_blocks * self.block_size - n_tokens
+        chords = tf.concat([self.vocab_var, tf.zeros((1, self.n_pitches))], axis=0)
+        emb = tf.pad(self.token_emb + self.chord_proj(chords), [[0, pad], [0, 0]])
+        bias = tf.concat([self.token_bias, tf.fill((pad,), -1e9)], axis=0)
+        shape = (self.n_blocks, self.block_size)
+        return tf.reshape(emb, shape + (self.embed_size,)), tf.reshape(bias, shape)
+
+    def _dist(self, h: tf.Tensor, temperature: tf.Tensor) -> dict:
+        out = {"pitch_logits": self.pitch_logits(h) / temperature}
+        if self.head == "vocab":
+            out["block_logp"] = tf.nn.log_softmax(self.block_logits(h) / temperature, axis=-1)
+            out["query"] = self.query(h)
+        return out
+
+    def _within(self, dist: dict, table: tuple, temperature: tf.Tensor, block: tf.Tensor | None) -> tf.Tensor:
+        """Log-softmax over the tokens of ``block`` (...) -> (..., block_size); None: the last block."""
+        emb, bias = table
+        if block is None:
+            logits = tf.tensordot(dist["query"], emb[-1], axes=[[-1], [-1]]) + bias[-1]
+        else:
+            logits = tf.linalg.matvec(tf.gather(emb, block), dist["query"]) + tf.gather(bias, block)
+        return tf.nn.log_softmax(logits / temperature, axis=-1)
+
+    @staticmethod
+    def _bern_log_prob(logits: tf.Tensor, chords: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(chords * logits - tf.nn.softplus(logits), axis=-1)
+
+    @staticmethod
+    def _bern_entropy(logits: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(tf.nn.softplus(logits) - tf.sigmoid(logits) * logits, axis=-1)
+
+    def _step_terms(self, dist: dict, chords: tf.Tensor, idx: tf.Tensor | None, table: Any, temperature: Any) -> dict:
+        """Exact log-prob and (estimated) entropy of chords (..., n_pitches) with vocab indices idx (...)."""
+        bern_lp = self._bern_log_prob(dist["pitch_logits"], chords)
+        bern_h = self._bern_entropy(dist["pitch_logits"])
+        if self.head != "vocab":
+            return {"log_prob": bern_lp, "entropy": bern_h}
+        size, last = self.block_size, self.n_blocks - 1
+        block_logp = dist["block_logp"]
+        within = self._within(dist, table, temperature, idx // size)
+        token_lp = _pick(block_logp, idx // size) + _pick(within, idx % size)
+        within_last = self._within(dist, table, temperature, None)
+        other_lp = block_logp[..., last] + within_last[..., self.n_vocab % size]
+        in_vocab = tf.where(idx < self.n_vocab, token_lp, tf.constant(-np.inf, tf.float32))
+        log_prob = tf.reduce_logsumexp(tf.stack([in_vocab, other_lp + bern_lp], axis=-1), axis=-1)
+        entropy = _cat_entropy(block_logp) + _cat_entropy(within) + tf.exp(other_lp) * bern_h
+        return {"log_prob": log_prob, "entropy": entropy, "within_logp": within, "other_logp": other_lp}
+
+    def _all_token_logp(self, dist: dict, table: tuple, temperature: tf.Tensor) -> tf.Tensor:
+        """Exact log-probabilities of every token (..., n_vocab + 1): a full pass over the vocabulary."""
+        emb, bias = table
+        logits = tf.einsum("...e,gse->...gs", dist["query"], emb) + bias
+        logp = tf.nn.log_softmax(logits / temperature, axis=-1) + dist["block_logp"][..., None]
+        flat = tf.reshape(logp, tf.concat([tf.shape(logp)[:-2], [self.n_blocks * self.block_size]], 0))
+        return flat[..., : self.n_vocab + 1]
+
+    def _forward(self, seqs: tf.Tensor, temperature: tf.Tensor, idx: tf.Tensor | None = None,
+                 exact: bool = False) -> dict:
+        """Teacher-forced pass over (batch, n_steps, n_pitches) seqs.
+
+        ``idx`` (batch, n_steps) are the chords' vocab indices (see
+        :meth:`_lookup`); found in the graph when not given. ``exact`` adds
+        the full token distribution and the exact entropy.
+        """
+        seqs = tf.cast(seqs, tf.float32)
+        n_steps = seqs.shape[1]
+        batch = tf.shape(seqs)[0]
+        prev = tf.concat([tf.zeros_like(seqs[:, :1]), seqs[:, :-1]], axis=1)
+        start = tf.concat([tf.ones((batch, 1, 1)), tf.zeros((batch, n_steps - 1, 1))], axis=1)
+        x = tf.concat([prev, start], axis=-1)
+        h = tf.zeros((batch, self.hidden_size))
+        hs = []
+        for t in range(n_steps):
+            h, _ = self.cell(x[:, t], h)
+            hs.append(h)
+        hs = tf.stack(hs, axis=1)
+        dist = self._dist(hs, temperature)
+        table = self._token_table()
+        if self.head == "vocab" and idx is None:
+            idx = self._vocab_index(seqs)
+        out = dict(dist)
+        out.update(self._step_terms(dist, seqs, idx, table, temperature))
+        if exact:
+            bern_h = self._bern_entropy(dist["pitch_logits"])
+            if self.head == "vocab":
+                token_logp = self._all_token_logp(dist, table, temperature)
+                out["token_logp"] = token_logp
+                out["exact_entropy"] = _cat_entropy(token_logp) + tf.exp(token_logp[..., -1]) * bern_h
+            else:
+                out["exact_entropy"] = bern_h
+        if self.has_value_head:
+            out["value"] = self.value_out(hs)[..., 0]
+        return out
+
+    def call(self, seqs: Any, training: bool | None = None) -> tf.Tensor:
+        """Teacher-forced log-probabilities (batch, n_steps) of seqs, at temperature 1."""
+        return self._forward(tf.convert_to_tensor(seqs, tf.float32), tf.constant(1.0))["log_prob"]
+
+    # ---- sampling -----------------------------------------------------------------
+    def _sample_graph(self, uniforms: tf.Tensor, temperature: tf.Tensor) -> dict:
+        n_steps = uniforms.shape[1]
+        batch = tf.shape(uniforms)[0]
+        table = self._token_table()
+        x = tf.concat([tf.zeros((batch, self.n_pitches)), tf.ones((batch, 1))], axis=-1)
+        h = tf.zeros((batch, self.hidden_size))
+        if self.head == "vocab":
+            padded_vocab = tf.concat([self.vocab_var, tf.zeros((1, self.n_pitches))], axis=0)
+            search = self._vocab_search()
+        chords, log_probs, entropies, from_vocab, values = [], [], [], [], []
+        for t in range(n_steps):
+            h, _ = self.cell(x, h)
+            dist = self._dist(h, temperature)
+            u = uniforms[:, t]
+            bern_chord = tf.cast(u[:, 2:] < tf.sigmoid(dist["pitch_logits"]), tf.float32)
+            if self.head != "vocab":
+                chord, idx, drawn = bern_chord, None, tf.zeros((batch,), tf.bool)
+            else:
+                # a block, then a token within it: two small softmaxes instead of one large
+                block = _draw(tf.exp(dist["block_logp"]), u[:, 0])
+                within = self._within(dist, table, temperature, block)
+                token = tf.minimum(block * self.block_size + _draw(tf.exp(within), u[:, 1]), self.n_vocab)
+                drawn = token < self.n_vocab
+                chord = tf.where(drawn[:, None], tf.gather(padded_vocab, token), bern_chord)
+                idx = tf.where(drawn, token, self._vocab_index(chord, search))
+            terms = self._step_terms(dist, chord, idx, table, temperature)
+            chords.append(chord)
+            log_probs.append(terms["log_prob"])
+            entropies.append(terms["entropy"])
+            from_vocab.append(drawn)
+            if self.has_value_head:
+                values.append(self.value_out(h)[:, 0])
+            x = tf.concat([chord, tf.zeros((batch, 1))], axis=-1)
+        out = {
+            "seqs": tf.stack(chords, axis=1),
+            "log_probs": tf.stack(log_probs, axis=1),
+            "entropies": tf.stack(entropies, axis=1),
+            "from_vocab": tf.stack(from_vocab, axis=1),
+        }
+        if self.has_value_head:
+            out["values"] = tf.stack(values, axis=1)
+        return out
+
+    def _compiled(self, key: tuple, fn: Any) -> Any:
+        if key not in self._fns:
+            self._fns[key] = tf.function(fn, jit_compile=self.jit_compile)
+        return self._fns[key]
+
+    def sample(
+        self,
+        n: int,
+        rng: int | np.random.Generator | None,
+        *,
+        n_steps: int,
+        temperature: float = 1.0,
+    ) -> PolicySample:
+        """Sample ``n`` episodes of ``n_steps`` chords.
+
+        Parameters
+        ----------
+        n : int
+            Batch size.
+        rng : int, np.random.Generator or None
+            Source of every random draw (uniforms of shape
+            ``(n, n_steps, 2 + n_pitches)`` are drawn from it).
+        n_steps : int
+            Chords per episode.
+        temperature : float
+            Logits are divided by it (< 1: more conservative, > 1: more varied).
+
+        Returns
+        -------
+        sample : PolicySample
+        """
+        n, n_steps = _positive_int(n, "n"), _positive_int(n_steps, "n_steps")
+        temperature = _positive_float(temperature, "temperature")
+        uniforms = as_rng(rng).random((n, n_steps, 2 + self.n_pitches), dtype=np.float32)
+        fn = self._compiled(("sample",), self._sample_graph)
+        out = fn(tf.constant(uniforms), tf.constant(temperature, tf.float32))
+        return PolicySample(
+            seqs=out["seqs"].numpy(),
+            log_probs=out["log_probs"].numpy(),
+            entropies=out["entropies"].numpy(),
+            from_vocab=out["from_vocab"].numpy(),
+            values=out["values"].numpy() if self.has_value_head else None,
+        )
+
+    # ---- teacher-forced evaluation --------------------------------------------------
+    def _evaluate(self, seqs: np.ndarray, temperature: float, exact: bool = False) -> dict:
+        seqs = check_seqs(seqs, n_pitches=self.n_pitches, name="seqs")
+        temperature = _positive_float(temperature, "temperature")
+
+        def forward(s, idx, tau):
+            out = self._forward(s, tau, idx, exact=exact)
+            keep = ("log_prob", "entropy", "pitch_logits", "token_logp", "exact_entropy", "value")
+            return {k: out[k] for k in keep if k in out}
+
+        fn = self._compiled(("forward", exact), forward)
+        out = fn(tf.constant(seqs), tf.constant(self._lookup(seqs)), tf.constant(temperature, tf.float32))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def log_prob(self, seqs: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
+        """Teacher-forced log-probability (nats) of every step's chord.
+
+        Parameters
+        ----------
+        seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+        temperature : float
+
+        Returns
+        -------
+        log_probs : np.ndarray, shape=(batch, n_steps), dtype=float32
+            Exact ``log p(seqs[:, t] | seqs[:, :t])``; sums over steps give
+            the log-probability of each seq.
+        """
+        return self._evaluate(seqs, temperature)["log_prob"]
+
+    def entropy(self, seqs: np.ndarray, *, temperature: float = 1.0, exact: bool = False) -> np.ndarray:
+        """Entropy (nats) of each step's distribution given the seq's earlier chords, (batch, n_steps).
+
+        ``exact=False`` gives the quantity the training step uses (for the
+        vocab head, the estimate of the module docs, which takes the
+        within-block entropy in the block of the step's own chord); ``exact``
+        the full entropy of (branch, chord), at the cost of a pass over the
+        whole vocabulary.
+        """
+        out = self._evaluate(seqs, temperature, exact=exact)
+        return out["exact_entropy"] if exact else out["entropy"]
+
+    def value(self, seqs: np.ndarray) -> np.ndarray:
+        """Value estimate of each step (batch, n_steps), from the chords before it."""
+        if not self.has_value_head:
+            raise MusicRLError("this policy has no value head (value_head=False)")
+        return self._evaluate(seqs, 1.0)["value"]
+
+    def step_probs(self, seqs: np.ndarray, *, temperature: float = 1.0) -> dict[str, np.ndarray]:
+        """Parameters of each step's distribution given the seq's earlier chords.
+
+        Returns
+        -------
+        probs : dict
+            ``"pitch_probs"`` (batch, n_steps, n_pitches): the Bernoulli
+            probabilities; for the vocab head also ``"token_probs"``
+            (batch, n_steps, n_vocab + 1), the last column being ``<other>``.
+        """
+        out = self._evaluate(seqs, temperature, exact=True)
+        probs = {"pitch_probs": 1.0 / (1.0 + np.exp(-out["pitch_logits"]))}
+        if "token_logp" in out:
+            probs["token_probs"] = np.exp(out["token_logp"])
+        return probs
+
+    def vocab_coverage(self, seqs: np.ndarray) -> float:
+        """Share of the chords of ``seqs`` this policy draws as vocabulary chords (0 for 'bernoulli')."""
+        if self.head != "vocab":
+            check_seqs(seqs, n_pitches=self.n_pitches)
+            return 0.0
+        return vocab_coverage(self.vocab, seqs)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise MusicRLError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _positive_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+        np.isfinite(value) and value > 0
+    ):
+        raise MusicRLError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def build_policy(cfg: Any, vocab: np.ndarray | None = None) -> ChordPolicy:
+    """The policy a :class:`~musicrl.config.Config` describes.
+
+    Parameters
+    ----------
+    cfg : Config
+        Reads ``n_pitches``, ``policy_head``, ``policy_hidden``,
+        ``policy_embed``, ``value_head`` and ``policy_jit_compile``.
+    vocab : np.ndarray, optional
+        Chord vocabulary (required for ``policy_head='vocab'``), e.g.
+        ``build_chord_vocab(real_seqs, **vocab_kwargs(cfg))``, or the one
+        saved with a run (``policy.vocab``).
+    """
+    return ChordPolicy(
+        cfg.n_pitches,
+        head=cfg.policy_head,
+        vocab=vocab if cfg.policy_head == "vocab" else None,
+        hidden_size=cfg.policy_hidden,
+        embed_size=cfg.policy_embed,
+        value_head=cfg.value_head,
+        jit_compile=cfg.policy_jit_compile,
+    )
+
+
+def vocab_kwargs(cfg: Any) -> dict[str, Any]:
+    """Keyword arguments of :func:`build_chord_vocab` for a :class:`~musicrl.config.Config`."""
+    return {
+        "transpose": cfg.vocab_transpose,
+        "max_size": cfg.vocab_max_size or None,
+        "min_count": cfg.vocab_min_count,
+    }
+
+
+def clone_policy(policy: ChordPolicy, *, trainable: bool = True) -> ChordPolicy:
+    """A new policy with the same settings, vocabulary and weights.
+
+    Use ``clone_policy(policy, trainable=False)`` for the frozen reference of
+    the KL penalty; later updates of ``policy`` do not touch the clone.
+    """
+    if not isinstance(policy, ChordPolicy):
+        raise MusicRLError(f"policy must be a ChordPolicy, got {type(policy).__name__}")
+    twin = ChordPolicy.from_config(policy.get_config())
+    twin.set_weights(policy.get_weights())
+    twin.trainable = trainable
+    return twin
+
+
+# --------------------------------------------------------------------------------------
+# losses and updates
+# --------------------------------------------------------------------------------------
+
+
+def _kl(out: dict, ref_out: dict, head: str, exact: bool = False) -> tf.Tensor:
+    """KL(pi || pi_ref) per step of the (branch, chord) distributions (see module docs).
+
+    ``out`` and ``ref_out`` are teacher-forced passes over the same seqs;
+    ``exact`` needs passes made with ``exact=True``.
+    """
+    lp, lq = out["pitch_logits"], ref_out["pitch_logits"]
+    p = tf.sigmoid(lp)
+    bern = tf.reduce_sum(
+        p * (tf.math.log_sigmoid(lp) - tf.math.log_sigmoid(lq))
+        + (1.0 - p) * (tf.math.log_sigmoid(-lp) - tf.math.log_sigmoid(-lq)),
+        axis=-1,
+    )
+    if head != "vocab":
+        return bern
+    if exact:
+        token_logp = out["token_logp"]
+        return _cat_kl(token_logp, ref_out["token_logp"]) + tf.exp(token_logp[..., -1]) * bern
+    # both passes looked at the block of the same chord
+    return (
+        _cat_kl(out["block_logp"], ref_out["block_logp"])
+        + _cat_kl(out["within_logp"], ref_out["within_logp"])
+        + tf.exp(out["other_logp"]) * bern
+    )
+
+
+def _check_same_kind(policy: ChordPolicy, ref_policy: ChordPolicy) -> None:
+    if not isinstance(ref_policy, ChordPolicy):
+        raise MusicRLError(f"ref_policy must be a ChordPolicy, got {type(ref_policy).__name__}")
+    if (ref_policy.head, ref_policy.n_pitches) != (policy.head, policy.n_pitches) or (
+        policy.head == "vocab" and not np.array_equal(ref_policy.vocab, policy.vocab)
+    ):
+        raise MusicRLError(
+            "ref_policy must have the same head, n_pitches and vocab as the policy (see clone_policy)"
+        )
+
+
+def policy_kl(
+    policy: ChordPolicy, ref_policy: ChordPolicy, seqs: np.ndarray, *, exact: bool = False
+) -> np.ndarray:
+    """Per-step KL(policy || ref_policy) along given seqs (teacher forced).
+
+    Parameters
+    ----------
+    policy, ref_policy : ChordPolicy
+        Same head, pitches and vocabulary.
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+        The prefixes at which the two step distributions are compared, and
+        (for the vocab head's estimate) the chords whose blocks are used.
+    exact : bool
+        False: the KL that :func:`reinforce_step` penalizes (for the vocab
+        head the estimate of the module docs); True: the full KL of the
+        (branch, chord) distributions, at the cost of a pass over the whole
+        vocabulary.
+
+    Returns
+    -------
+    kl : np.ndarray, shape=(batch, n_steps), dtype=float32
+        KL in nats; >= 0 (up to rounding), and 0 for identical policies.
+    """
+    _check_same_kind(policy, ref_policy)
+    seqs = check_seqs(seqs, n_pitches=policy.n_pitches, name="seqs")
+
+    def kl_fn(s, idx):
+        one = tf.constant(1.0)
+        out = policy._forward(s, one, idx, exact=exact)
+        return _kl(out, ref_policy._forward(s, one, idx, exact=exact), policy.head, exact)
+
+    fn = policy._compiled(("kl", id(ref_policy), exact), kl_fn)
+    return fn(tf.constant(seqs), tf.constant(policy._lookup(seqs))).numpy()
+
+
+def _ensure_built(optimizer: keras.optimizers.Optimizer, policy: ChordPolicy) -> None:
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise MusicRLError(f"optimizer must be a keras optimizer, got {type(optimizer).__name__}")
+    if not optimizer.built:
+        optimizer.build(policy.trainable_variables)
+
+
+def _clip(clip_norm: float | None) -> float | None:
+    if clip_norm is None or clip_norm == 0:
+        return None
+    return _positive_float(clip_norm, "clip_norm")
+
+
+def _apply(policy: ChordPolicy, optimizer: Any, tape: tf.GradientTape, loss: tf.Tensor, clip: Any) -> tf.Tensor:
+    variables = policy.trainable_variables
+    grads = tape.gradient(loss, variables)
+    pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+    grads = [g for g, _ in pairs]
+    if clip is None:
+        norm = tf.linalg.global_norm(grads)
+    else:
+        grads, norm = tf.clip_by_global_norm(grads, clip)
+    optimizer.apply_gradients(zip(grads, [v for _, v in pairs]))
+    return norm
+
+
+def pretrain_step(
+    policy: ChordPolicy,
+    optimizer: keras.optimizers.Optimizer,
+    real_seqs: np.ndarray,
+    *,
+    clip_norm: float | None = None,
+) -> float:
+    """One maximum-likelihood (teacher-forced) update on a batch of real seqs.
+
+    Parameters
+    ----------
+    policy : ChordPolicy
+    optimizer : keras.optimizers.Optimizer
+        Keeps its state across calls; use one optimizer per policy.
+    real_seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+    clip_norm : float or None
+        Clip gradients to this global norm (None or 0: no clipping).
+
+    Returns
+    -------
+    nll : float
+        Mean negative log-likelihood in nats per chord step, before the update.
+    """
+    seqs = check_seqs(real_seqs, n_pitches=policy.n_pitches, name="real_seqs")
+    clip = _clip(clip_norm)
+    _ensure_built(optimizer, policy)
+
+    def step(s, idx, clip_value):
+        with tf.GradientTape() as tape:
+            nll = -tf.reduce_mean(policy._forward(s, tf.constant(1.0), idx)["log_prob"])
+        _apply(policy, optimizer, tape, nll, None if clip is None else clip_value)
+        return nll
+
+    fn = policy._compiled(("pretrain", id(optimizer), clip is None), step)
+    idx = tf.constant(policy._lookup(seqs))
+    return float(fn(tf.constant(seqs), idx, tf.constant(clip or 0.0, tf.float32)))
+
+
+def reinforce_step(
+    policy: ChordPolicy,
+    optimizer: keras.optimizers.Optimizer,
+    gen_seqs: np.ndarray,
+    advantages: np.ndarray,
+    *,
+    entropy_coef: float = 0.0,
+    kl_coef: float = 0.0,
+    ref_policy: ChordPolicy | None = None,
+    returns: np.ndarray | None = None,
+    value_coef: float = 0.5,
+    clip_norm: float | None = None,
+) -> dict[str, float]:
+    """One REINFORCE update with an entropy bonus and a KL penalty.
+
+    The loss, averaged over batch and steps, is::
+
+        -A_t log pi(c_t | c_<t) - entropy_coef * H_t + kl_coef * KL_t
+        [+ value_coef * (V_t - G_t)**2]
+
+    with ``H_t`` and ``KL_t`` (KL(pi || pi_ref)) the per-step entropy and KL
+    of the (branch, chord) distributions at the episode's own prefixes: exact
+    for the Bernoulli head, the block estimates of the module docs for the
+    vocab head. Log-probs are exact, recomputed at temperature 1 under teacher
+    forcing, so episodes must have been sampled at temperature 1 for the
+    gradient to be on-policy.
+
+    Parameters
+    ----------
+    policy : ChordPolicy
+    optimizer : keras.optimizers.Optimizer
+    gen_seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+        The sampled episodes.
+    advantages : np.ndarray, shape=(batch, n_steps) or (batch,)
+        Advantage of each step (e.g. ``reward.advantages(returns, baseline)``);
+        one value per episode is used for all its steps.
+    entropy_coef : float
+        Weight of the entropy bonus (>= 0).
+    kl_coef : float
+        Weight of the KL penalty (>= 0; > 0 needs ``ref_policy``).
+    ref_policy : ChordPolicy, optional
+        Frozen reference (e.g. ``clone_policy(pretrained, trainable=False)``).
+        When given, the KL is reported even with ``kl_coef=0``.
+    returns : np.ndarray, shape=(batch, n_steps), optional
+        Targets of the value head (needs ``value_head=True``).
+    value_coef : float
+        Weight of the value loss.
+    clip_norm : float or None
+        Clip gradients to this global norm (None or 0: no clipping).
+
+    Returns
+    -------
+    stats : dict of float
+        ``loss``, ``pg_loss``, ``entropy`` (mean per step), ``kl`` (mean per
+        step, 0 without a reference), ``grad_norm`` (before clipping), and
+        ``value_loss`` when ``returns`` is given.
+    """
+    seqs = check_seqs(gen_seqs, n_pitches=policy.n_pitches, name="gen_seqs")
+    batch, n_steps = seqs.shape[:2]
+    adv = np.asarray(advantages, dtype=np.float32)
+    if adv.shape == (batch,):
+        adv = np.repeat(adv[:, None], n_steps, axis=1)
+    if adv.shape != (batch, n_steps):
+        raise MusicRLError(
+            f"advantages must have shape (batch, n_steps) = {(batch, n_steps)} or (batch,), got {np.shape(advantages)}"
+        )
+    if not np.all(np.isfinite(adv)):
+        raise MusicRLError("advantages contain NaN or inf")
+    entropy_coef = _non_negative(entropy_coef, "entropy_coef")
+    kl_coef = _non_negative(kl_coef, "kl_coef")
+    value_coef = _non_negative(value_coef, "value_coef")
+    if kl_coef > 0 and ref_policy is None:
+        raise MusicRLError("kl_coef > 0 needs a ref_policy (e.g. clone_policy(policy, trainable=False))")
+    if ref_policy is not None:
+        _check_same_kind(policy, ref_policy)
+    use_value = returns is not None
+    if use_value:
+        if not policy.has_value_head:
+            raise MusicRLError("returns were given but the policy has no value head (value_head=False)")
+        ret = np.asarray(returns, dtype=np.float32)
+        if ret.shape != (batch, n_steps) or not np.all(np.isfinite(ret)):
+            raise MusicRLError(f"returns must be finite with shape {(batch, n_steps)}, got shape {ret.shape}")
+    else:
+        ret = np.zeros((batch, n_steps), np.float32)
+    clip = _clip(clip_norm)
+    _ensure_built(optimizer, policy)
+
+    def step(s, idx, a, g, ent_c, kl_c, val_c, clip_value):
+        one = tf.constant(1.0)
+        with tf.GradientTape() as tape:
+            out = policy._forward(s, one, idx)
+            pg = -tf.reduce_mean(a * out["log_prob"])
+            ent = tf.reduce_mean(out["entropy"])
+            loss = pg - ent_c * ent
+            if ref_policy is not None:
+                ref = ref_policy._forward(s, one, idx)
+                ref = {k: tf.stop_gradient(v) for k, v in ref.items()}
+                kl = tf.reduce_mean(_kl(out, ref, policy.head))
+                loss = loss + kl_c * kl
+            else:
+                kl = tf.constant(0.0)
+            stats = {"pg_loss": pg, "entropy": ent, "kl": kl}
+            if use_value:
+                vloss = tf.reduce_mean(tf.square(out["value"] - g))
+                loss = loss + val_c * vloss
+                stats["value_loss"] = vloss
+        stats["grad_norm"] = _apply(policy, optimizer, tape, loss, None if clip is None else clip_value)
+        stats["loss"] = loss
+        return stats
+
+    key = ("reinforce", id(optimizer), id(ref_policy) if ref_policy is not None else None, use_value, clip is None)
+    fn = policy._compiled(key, step)
+    out = fn(
+        tf.constant(seqs), tf.constant(policy._lookup(seqs)), tf.constant(adv), tf.constant(ret),
+        tf.constant(entropy_coef, tf.float32), tf.constant(kl_coef, tf.float32),
+        tf.constant(value_coef, tf.float32), tf.constant(clip or 0.0, tf.float32),
+    )
+    return {k: float(v) for k, v in out.items()}
+
+
+def _non_negative(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+        np.isfinite(value) and value >= 0
+    ):
+        raise MusicRLError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)

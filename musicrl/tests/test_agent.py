@@ -1,0 +1,537 @@
+"""Tests of the chord policy: vocabulary, sampling, exact log-probs, updates."""
+
+import itertools
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from musicrl.agent import (
+    ChordPolicy,
+    PolicySample,
+    build_chord_vocab,
+    build_policy,
+    clone_policy,
+    policy_kl,
+    pretrain_step,
+    reinforce_step,
+    vocab_coverage,
+    vocab_kwargs,
+)
+from musicrl.config import Config
+from musicrl.errors import MusicRLError
+from musicrl.reward import MovingAverageBaseline, advantages, discounted_returns
+
+# a one-octave grid: column p is pitch class p
+N_PITCHES = 12
+TRIADS = {"C": [0, 4, 7], "F": [0, 5, 9], "G": [2, 7, 11], "Am": [0, 4, 9]}
+PROGRESSIONS = [["C", "F", "G", "C"], ["Am", "F", "G", "C"], ["C", "G", "Am", "F"]]
+# log-probs of a sampled step vs the same step recomputed under teacher forcing (float32 sums)
+LOGP_ATOL = 1e-4
+
+
+def _chord(pitches, n_pitches=N_PITCHES):
+    row = np.zeros(n_pitches, np.float32)
+    row[list(pitches)] = 1.0
+    return row
+
+
+def _real_seqs(n_copies=4):
+    """(12 * n_copies / 3, 4, 12) triad progressions."""
+    seqs = [np.stack([_chord(TRIADS[name]) for name in prog]) for prog in PROGRESSIONS]
+    return np.stack(seqs * n_copies)
+
+
+def _policy(head="vocab", vocab=None, **kwargs):
+    kwargs.setdefault("jit_compile", False)  # XLA compiles take seconds; one test covers jit
+    if head == "vocab" and vocab is None:
+        vocab = build_chord_vocab(_real_seqs())
+    return ChordPolicy(N_PITCHES, head=head, vocab=vocab if head == "vocab" else None, **kwargs)
+
+
+def _all_chords(n_pitches):
+    return np.array(list(itertools.product([0.0, 1.0], repeat=n_pitches)), dtype=np.float32)
+
+
+def _in_rows(chords, rows):
+    """(n, P) -> (n,) bool: chord equals one of rows."""
+    return np.any(np.all(chords[:, None, :] == rows[None, :, :], axis=-1), axis=1)
+
+
+# ---- vocabulary ---------------------------------------------------------------------
+
+
+def test_vocab_holds_every_training_chord_once_most_frequent_first():
+    real_seqs = _real_seqs()
+    vocab = build_chord_vocab(real_seqs)
+    assert vocab.dtype == np.float32 and vocab.shape == (4, N_PITCHES)
+    assert len(np.unique(vocab, axis=0)) == 4
+    assert vocab_coverage(vocab, real_seqs) == 1.0
+    # C appears 5 times per copy, G and F 3 times, Am once
+    np.testing.assert_array_equal(vocab[0], _chord(TRIADS["C"]))
+    np.testing.assert_array_equal(vocab[-1], _chord(TRIADS["Am"]))
+
+
+def test_vocab_transpose_and_max_size():
+    real_seqs = _real_seqs()
+    up_down = build_chord_vocab(real_seqs, transpose=1)
+    # C, F, Am hold pitch 0 and G holds 11, so each moves one way only: C+1, F+1, Am+1, G-1,
+    # and G-1 = F+1 = (1, 6, 10)
+    assert len(up_down) == 4 + 3
+    assert vocab_coverage(up_down, real_seqs) == 1.0
+    np.testing.assert_array_equal(up_down[:4], build_chord_vocab(real_seqs))
+    assert _in_rows(_chord([1, 5, 8])[None], up_down)[0]
+    assert not _in_rows(_chord([0, 3, 8])[None], up_down)[0]
+    top2 = build_chord_vocab(real_seqs, max_size=2)
+    np.testing.assert_array_equal(top2, build_chord_vocab(real_seqs)[:2])
+
+
+def test_vocab_coverage_counts_unseen_chords():
+    vocab = build_chord_vocab(_real_seqs())
+    held = np.stack([_chord(TRIADS["C"]), _chord([1, 5, 8]), _chord(TRIADS["G"]), _chord([3])])[None]
+    assert vocab_coverage(vocab, held) == pytest.approx(0.5)
+    policy = _policy(vocab=vocab)
+    assert policy.vocab_coverage(held) == pytest.approx(0.5)
+    assert _policy("bernoulli").vocab_coverage(held) == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"real_seqs": np.full((2, 4, N_PITCHES), 0.5)}, "multi-hot"),
+        ({"real_seqs": np.zeros((2, 4)), "transpose": -1}, "transpose"),
+        ({"real_seqs": np.zeros((2, 4)), "max_size": 0}, "max_size"),
+    ],
+)
+def test_build_chord_vocab_rejects_bad_input(kwargs, match):
+    with pytest.raises(MusicRLError, match=match):
+        build_chord_vocab(**kwargs)
+
+
+def test_policy_rejects_bad_settings():
+    vocab = build_chord_vocab(_real_seqs())
+    with pytest.raises(MusicRLError, match="repeat"):
+        ChordPolicy(N_PITCHES, vocab=np.concatenate([vocab, vocab[:1]]))
+    with pytest.raises(MusicRLError, match="needs a vocab"):
+        ChordPolicy(N_PITCHES, head="vocab")
+    with pytest.raises(MusicRLError, match="n_pitches=12"):
+        ChordPolicy(N_PITCHES, vocab=vocab[:, :6])
+    with pytest.raises(MusicRLError, match="head"):
+        ChordPolicy(N_PITCHES, head="softmax")
+    with pytest.raises(MusicRLError, match="hidden_size"):
+        ChordPolicy(N_PITCHES, vocab=vocab, hidden_size=0)
+
+
+# ---- sampling -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_sample_shapes_multi_hot_and_vocab_flags(head):
+    policy = _policy(head)
+    sample = policy.sample(32, 0, n_steps=5)
+    assert isinstance(sample, PolicySample)
+    assert sample.seqs.shape == (32, 5, N_PITCHES) and sample.seqs.dtype == np.float32
+    assert set(np.unique(sample.seqs)) <= {0.0, 1.0}
+    for name in ("log_probs", "entropies"):
+        arr = getattr(sample, name)
+        assert arr.shape == (32, 5) and arr.dtype == np.float32 and np.all(np.isfinite(arr))
+    assert np.all(sample.log_probs <= 1e-6) and np.all(sample.entropies >= 0)
+    assert sample.from_vocab.shape == (32, 5) and sample.from_vocab.dtype == bool
+    assert sample.values is None
+    chords = sample.seqs.reshape(-1, N_PITCHES)
+    if head == "vocab":
+        assert _in_rows(chords[sample.from_vocab.ravel()], policy.vocab).all()
+        assert sample.from_vocab.any()
+    else:
+        assert not sample.from_vocab.any()
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_sample_is_reproducible_from_a_seed(head):
+    policy = _policy(head)
+    a, b = policy.sample(16, 7, n_steps=4), policy.sample(16, 7, n_steps=4)
+    for x, y in zip(a[:4], b[:4]):
+        np.testing.assert_array_equal(x, y)
+    c = policy.sample(16, 8, n_steps=4)
+    assert not np.array_equal(a.seqs, c.seqs)
+    # a shared generator advances, so consecutive batches differ
+    rng = np.random.default_rng(3)
+    assert not np.array_equal(policy.sample(16, rng, n_steps=4).seqs, policy.sample(16, rng, n_steps=4).seqs)
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_sampled_log_probs_equal_teacher_forced_ones(head, temperature):
+    policy = _policy(head)
+    sample = policy.sample(64, 1, n_steps=6, temperature=temperature)
+    np.testing.assert_allclose(
+        policy.log_prob(sample.seqs, temperature=temperature), sample.log_probs, atol=LOGP_ATOL
+    )
+    np.testing.assert_allclose(
+        policy.entropy(sample.seqs, temperature=temperature), sample.entropies, atol=LOGP_ATOL
+    )
+    # the keras call is the teacher-forced pass at temperature 1
+    np.testing.assert_allclose(
+        policy(sample.seqs).numpy(), policy.log_prob(sample.seqs), atol=LOGP_ATOL
+    )
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_temperature_orders_entropy(head):
+    policy = _policy(head)
+    seqs = _real_seqs(1)
+    temperatures = (0.5, 1.0, 2.0)
+    if head == "bernoulli":
+        low, mid, high = (policy.entropy(seqs, temperature=t).mean() for t in temperatures)
+    else:
+        # the joint (branch, chord) entropy need not be monotone; the token softmax's is
+        probs = [policy.step_probs(seqs, temperature=t)["token_probs"] for t in temperatures]
+        low, mid, high = (-np.sum(p * np.log(p), axis=-1).mean() for p in probs)
+    assert low < mid < high
+
+
+def test_xla_and_plain_graphs_agree():
+    jit = _policy(jit_compile=True)
+    plain = ChordPolicy.from_config({**jit.get_config(), "jit_compile": False})
+    plain.set_weights(jit.get_weights())
+    a, b = jit.sample(32, 5, n_steps=4), plain.sample(32, 5, n_steps=4)
+    np.testing.assert_array_equal(a.seqs, b.seqs)
+    np.testing.assert_allclose(a.log_probs, b.log_probs, atol=LOGP_ATOL)
+    np.testing.assert_allclose(jit.log_prob(a.seqs), a.log_probs, atol=LOGP_ATOL)
+
+
+# ---- exact probabilities on an enumerable case ---------------------------------------
+
+
+SMALL_VOCAB = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1]], dtype=np.float32)
+
+
+def _small_policy(head):
+    return ChordPolicy(
+        3, head=head, vocab=SMALL_VOCAB if head == "vocab" else None, hidden_size=8, embed_size=4,
+        jit_compile=False,
+    )
+
+
+def _enumerated(prefix):
+    """Every 3-pitch chord after a fixed prefix: (8, len(prefix) + 1, 3)."""
+    chords = _all_chords(3)
+    head = np.repeat(np.asarray(prefix, np.float32)[None], len(chords), axis=0).reshape(len(chords), -1, 3)
+    return np.concatenate([head, chords[:, None, :]], axis=1)
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+@pytest.mark.parametrize("prefix", [[], [[0, 1, 1]], [[1, 1, 1], [0, 0, 0]]])
+def test_probabilities_of_all_chords_sum_to_one(head, prefix):
+    policy = _small_policy(head)
+    seqs = _enumerated(prefix)
+    probs = np.exp(policy.log_prob(seqs)[:, -1].astype(np.float64))
+    assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.all(probs > 0)  # every chord, in the vocabulary or not, is expressible
+
+
+def test_vocab_log_prob_is_the_exact_mixture():
+    policy = _small_policy("vocab")
+    seqs = _enumerated([])
+    step = policy.step_probs(seqs)
+    pi = step["token_probs"][0, 0].astype(np.float64)  # (4,), last is <other>
+    q = step["pitch_probs"][0, 0].astype(np.float64)  # (3,)
+    assert pi.shape == (4,) and pi.sum() == pytest.approx(1.0, abs=1e-6)
+    chords = seqs[:, 0]
+    bern = np.prod(np.where(chords > 0, q, 1 - q), axis=1)
+    expected = pi[3] * bern
+    for i, c in enumerate(chords):
+        match = np.flatnonzero(np.all(SMALL_VOCAB == c, axis=1))
+        if match.size:
+            expected[i] += pi[match[0]]
+    assert np.sum(expected > pi[3] * bern) == len(SMALL_VOCAB)
+    np.testing.assert_allclose(np.exp(policy.log_prob(seqs)[:, 0]), expected, rtol=1e-5)
+
+
+def test_unseen_chord_has_finite_log_prob_through_the_fallback():
+    policy = _policy()
+    unseen = np.stack([_chord([1, 2, 3, 6, 10])] * 3)[None]
+    assert vocab_coverage(policy.vocab, unseen) == 0.0
+    lp = policy.log_prob(unseen)
+    step = policy.step_probs(unseen)
+    q = step["pitch_probs"][0].astype(np.float64)
+    bern = np.sum(np.log(np.where(unseen[0] > 0, q, 1 - q)), axis=1)
+    expected = np.log(step["token_probs"][0, :, -1].astype(np.float64)) + bern
+    assert np.all(np.isfinite(lp))
+    np.testing.assert_allclose(lp[0], expected, atol=LOGP_ATOL)
+
+
+def _blocks(token_probs, block_size):
+    """Token probs (n_tokens,) -> block probs (n_blocks,), within-block probs (n_blocks, block_size)."""
+    n_blocks = -(-len(token_probs) // block_size)
+    padded = np.zeros(n_blocks * block_size)
+    padded[: len(token_probs)] = token_probs
+    padded = padded.reshape(n_blocks, block_size)
+    block = padded.sum(axis=1)
+    return block, padded / block[:, None]
+
+
+def _h(p):
+    p = p[p > 0]
+    return -np.sum(p * np.log(p))
+
+
+def _kl(p, q):
+    keep = p > 0
+    return np.sum(p[keep] * np.log(p[keep] / q[keep]))
+
+
+def _token_of(chord):
+    match = np.flatnonzero(np.all(SMALL_VOCAB == chord, axis=1))
+    return match[0] if match.size else len(SMALL_VOCAB)
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_entropy_matches_direct_computation(head):
+    policy = _small_policy(head)
+    seqs = _enumerated([[1, 0, 1]])
+    step = policy.step_probs(seqs)
+    q = step["pitch_probs"][0, 1].astype(np.float64)
+    chords = _all_chords(3)
+    bern = np.prod(np.where(chords > 0, q, 1 - q), axis=1)
+    exact = policy.entropy(seqs, exact=True)[:, 1]
+    estimate = policy.entropy(seqs)[:, 1]
+    if head == "bernoulli":
+        np.testing.assert_allclose(exact, _h(bern), atol=1e-5)
+        np.testing.assert_allclose(estimate, _h(bern), atol=1e-5)
+        return
+    # exact: the joint of (branch, chord): each vocab token, then <other> with each chord
+    pi = step["token_probs"][0, 1].astype(np.float64)
+    np.testing.assert_allclose(exact, _h(np.concatenate([pi[:-1], pi[-1] * bern])), atol=1e-5)
+    chord_probs = np.exp(policy.log_prob(seqs)[:, 1].astype(np.float64))
+    assert _h(chord_probs) <= exact[0] + 1e-5  # the joint bounds the chord's own entropy
+    # estimate: block entropy + entropy within the block of the chord's token + Bernoulli part
+    size = policy.block_size
+    block, within = _blocks(pi, size)
+    tokens = np.array([_token_of(c) for c in chords])
+    direct = _h(block) + np.array([_h(within[t // size]) for t in tokens]) + pi[-1] * _h(bern)
+    np.testing.assert_allclose(estimate, direct, atol=1e-5)
+    # averaged over the blocks it is the exact entropy
+    per_block = {t // size: e for t, e in zip(tokens, estimate)}
+    assert sorted(per_block) == list(range(policy.n_blocks))
+    assert sum(block[k] * e for k, e in per_block.items()) == pytest.approx(exact[0], abs=1e-5)
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_kl_is_zero_for_a_clone_and_matches_direct_computation(head):
+    policy = _small_policy(head)
+    ref = clone_policy(policy, trainable=False)
+    seqs = _enumerated([[0, 1, 0]])
+    for exact in (False, True):
+        np.testing.assert_allclose(policy_kl(policy, ref, seqs, exact=exact), 0.0, atol=1e-6)
+    other = _small_policy(head)
+    if head == "vocab":
+        np.testing.assert_array_equal(other.vocab, policy.vocab)
+    kl, kl_exact = policy_kl(policy, other, seqs)[:, 1], policy_kl(policy, other, seqs, exact=True)[:, 1]
+    assert np.all(kl > 0) and np.all(kl_exact > 0)
+    p, r = policy.step_probs(seqs), other.step_probs(seqs)
+    q_p, q_r = (d["pitch_probs"][0, 1].astype(np.float64) for d in (p, r))
+    bern_kl = np.sum(q_p * np.log(q_p / q_r) + (1 - q_p) * np.log((1 - q_p) / (1 - q_r)))
+    if head == "bernoulli":
+        np.testing.assert_allclose(kl, bern_kl, atol=1e-5)
+        np.testing.assert_allclose(kl_exact, bern_kl, atol=1e-5)
+        return
+    pi_p, pi_r = (d["token_probs"][0, 1].astype(np.float64) for d in (p, r))
+    np.testing.assert_allclose(kl_exact, _kl(pi_p, pi_r) + pi_p[-1] * bern_kl, atol=1e-5)
+    size = policy.block_size
+    (block_p, within_p), (block_r, within_r) = _blocks(pi_p, size), _blocks(pi_r, size)
+    tokens = np.array([_token_of(c) for c in _all_chords(3)])
+    direct = _kl(block_p, block_r) + np.array([_kl(within_p[t // size], within_r[t // size]) for t in tokens])
+    np.testing.assert_allclose(kl, direct + pi_p[-1] * bern_kl, atol=1e-5)
+    per_block = {t // size: k for t, k in zip(tokens, kl)}
+    assert sum(block_p[b] * k for b, k in per_block.items()) == pytest.approx(kl_exact[0], abs=1e-5)
+
+
+# ---- training -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_pretraining_lowers_nll_and_samples_training_chords(head):
+    real_seqs = _real_seqs()
+    policy = _policy(head)
+    optimizer = keras.optimizers.Adam(1e-2)
+    before = -policy.log_prob(real_seqs).mean()
+    nlls = [pretrain_step(policy, optimizer, real_seqs, clip_norm=5.0) for _ in range(80)]
+    after = -policy.log_prob(real_seqs).mean()
+    assert nlls[0] == pytest.approx(before, rel=1e-4)
+    assert after < 0.5 * before
+    chords = policy.sample(256, 0, n_steps=4).seqs.reshape(-1, N_PITCHES)
+    share = _in_rows(chords, build_chord_vocab(real_seqs)).mean()
+    assert share > (0.95 if head == "vocab" else 0.5)
+
+
+@pytest.mark.parametrize("head, max_updates", [("vocab", 60), ("bernoulli", 200)])
+def test_reinforce_learns_to_play_c_major(head, max_updates):
+    policy = _policy(head)
+    optimizer = keras.optimizers.Adam(3e-3 if head == "vocab" else 1e-2)
+    baseline = MovingAverageBaseline(4, decay=0.9)
+    rng = np.random.default_rng(0)
+    c_major = _chord(TRIADS["C"])
+    for _ in range(max_updates):
+        gen_seqs = policy.sample(64, rng, n_steps=4).seqs
+        rewards = np.all(gen_seqs == c_major, axis=-1).astype(np.float32)
+        returns = discounted_returns(rewards, gamma=1.0)
+        stats = reinforce_step(
+            policy, optimizer, gen_seqs, advantages(returns, baseline()), entropy_coef=1e-3, clip_norm=1.0
+        )
+        baseline.update(returns)
+        if rewards.mean() > 0.9:
+            break
+    assert np.isfinite(stats["loss"]) and stats["kl"] == 0.0
+    final = policy.sample(256, 99, n_steps=4, temperature=1.0).seqs
+    assert np.all(final == c_major, axis=-1).mean() > 0.8
+
+
+def test_kl_penalty_pulls_the_policy_back_to_the_reference():
+    real_seqs = _real_seqs()
+    policy = _policy()
+    ref = clone_policy(policy, trainable=False)
+    optimizer = keras.optimizers.Adam(1e-2)
+    for _ in range(10):
+        pretrain_step(policy, optimizer, real_seqs)
+    drifted = policy_kl(policy, ref, real_seqs).mean()
+    assert drifted > 0.05
+    zero = np.zeros(real_seqs.shape[:2], np.float32)
+    optimizer = keras.optimizers.Adam(1e-2)
+    first = reinforce_step(policy, optimizer, real_seqs, zero, kl_coef=1.0, ref_policy=ref)
+    # the reported KL is the mean per-step KL before the update; with no advantage it is the loss
+    assert first["kl"] == pytest.approx(drifted, rel=1e-4)
+    assert first["loss"] == pytest.approx(first["kl"], rel=1e-5) and first["pg_loss"] == 0.0
+    for _ in range(40):
+        reinforce_step(policy, optimizer, real_seqs, zero, kl_coef=1.0, ref_policy=ref)
+    assert policy_kl(policy, ref, real_seqs).mean() < 0.25 * drifted
+
+
+def test_clip_norm_bounds_the_update():
+    policy = _policy()
+    optimizer = keras.optimizers.SGD(learning_rate=1.0)
+    sample = policy.sample(32, 0, n_steps=4)
+    adv = np.full(32, 10.0, np.float32)
+    before = [w.copy() for w in policy.get_weights()]
+    stats = reinforce_step(policy, optimizer, sample.seqs, adv, clip_norm=1e-3)
+    step = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(policy.get_weights(), before)))
+    assert stats["grad_norm"] > 1e-2
+    assert step == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_value_head_fits_returns():
+    policy = _policy(value_head=True)
+    sample = policy.sample(32, 0, n_steps=4)
+    assert sample.values.shape == (32, 4)
+    np.testing.assert_allclose(policy.value(sample.seqs), sample.values, atol=1e-5)
+    returns = np.full((32, 4), 2.0, np.float32)
+    optimizer = keras.optimizers.Adam(1e-2)
+    zero = np.zeros(32, np.float32)
+    losses = [
+        reinforce_step(policy, optimizer, sample.seqs, zero, returns=returns)["value_loss"] for _ in range(40)
+    ]
+    assert losses[-1] < 0.1 * losses[0]
+    with pytest.raises(MusicRLError, match="no value head"):
+        reinforce_step(_policy(), optimizer, sample.seqs, zero, returns=returns)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"advantages": np.zeros((3, 4))}, "advantages must have shape"),
+        ({"advantages": np.full((8, 4), np.nan)}, "NaN"),
+        ({"kl_coef": 0.5}, "needs a ref_policy"),
+        ({"entropy_coef": -1.0}, "entropy_coef"),
+        ({"gen_seqs": np.zeros((8, 4, 7))}, "12 pitch columns"),
+        ({"clip_norm": -1.0}, "clip_norm"),
+    ],
+)
+def test_reinforce_step_rejects_bad_input(kwargs, match):
+    policy = _policy()
+    args = {"gen_seqs": np.zeros((8, 4, N_PITCHES), np.float32), "advantages": np.zeros(8, np.float32)}
+    args.update(kwargs)
+    with pytest.raises(MusicRLError, match=match):
+        reinforce_step(policy, keras.optimizers.Adam(), **args)
+
+
+def test_ref_policy_must_match():
+    policy = _policy()
+    other_vocab = _policy(vocab=build_chord_vocab(_real_seqs(), transpose=1))
+    with pytest.raises(MusicRLError, match="same head"):
+        policy_kl(policy, other_vocab, _real_seqs(1))
+    with pytest.raises(MusicRLError, match="same head"):
+        reinforce_step(policy, keras.optimizers.Adam(), _real_seqs(1), np.zeros(3), ref_policy=_policy("bernoulli"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"n": 0}, "n must be"), ({"n_steps": 0}, "n_steps"), ({"temperature": 0.0}, "temperature"), ({"rng": -1}, "seed")],
+)
+def test_sample_rejects_bad_input(kwargs, match):
+    args = {"n": 4, "rng": 0, "n_steps": 4, **kwargs}
+    with pytest.raises(MusicRLError, match=match):
+        _policy().sample(args.pop("n"), args.pop("rng"), **args)
+
+
+# ---- copies and checkpoints ---------------------------------------------------------
+
+
+def test_clone_is_an_independent_copy():
+    real_seqs = _real_seqs(1)
+    policy = _policy(value_head=True)
+    twin = clone_policy(policy, trainable=False)
+    assert not twin.trainable and twin.trainable_variables == []
+    np.testing.assert_array_equal(twin.vocab, policy.vocab)
+    np.testing.assert_allclose(twin.log_prob(real_seqs), policy.log_prob(real_seqs), atol=1e-6)
+    pretrain_step(policy, keras.optimizers.Adam(1e-2), real_seqs)
+    assert not np.allclose(twin.log_prob(real_seqs), policy.log_prob(real_seqs), atol=1e-4)
+    twin.set_weights(policy.get_weights())
+    np.testing.assert_allclose(twin.log_prob(real_seqs), policy.log_prob(real_seqs), atol=1e-6)
+
+
+def test_checkpoint_round_trip_with_optimizer(tmp_path):
+    real_seqs = _real_seqs(1)
+    policy = _policy()
+    optimizer = keras.optimizers.Adam(1e-2)
+    pretrain_step(policy, optimizer, real_seqs)
+    ckpt = tf.train.Checkpoint(policy=policy, optimizer=optimizer)
+    path = ckpt.save(os.fspath(tmp_path / "ckpt"))
+    saved = policy.log_prob(real_seqs)
+    for _ in range(3):
+        pretrain_step(policy, optimizer, real_seqs)
+    assert int(optimizer.iterations) == 4
+    ckpt.restore(path).assert_consumed()
+    assert int(optimizer.iterations) == 1
+    np.testing.assert_array_equal(policy.log_prob(real_seqs), saved)
+    # a fresh policy rebuilt from the stored vocabulary restores too
+    fresh = ChordPolicy(N_PITCHES, vocab=policy.vocab, jit_compile=False)
+    fresh_opt = keras.optimizers.Adam(1e-2)
+    fresh_opt.build(fresh.trainable_variables)
+    tf.train.Checkpoint(policy=fresh, optimizer=fresh_opt).restore(path).assert_consumed()
+    np.testing.assert_array_equal(fresh.log_prob(real_seqs), saved)
+
+
+def test_keras_save_and_load(tmp_path):
+    policy = _policy(value_head=True)
+    path = tmp_path / "policy.keras"
+    policy.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, ChordPolicy) and loaded.has_value_head
+    np.testing.assert_array_equal(loaded.vocab, policy.vocab)
+    seqs = policy.sample(8, 0, n_steps=4).seqs
+    np.testing.assert_allclose(loaded.log_prob(seqs), policy.log_prob(seqs), atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_build_policy_from_config(head):
+    cfg = Config(n_pitches=N_PITCHES, policy_head=head, policy_hidden=16, policy_embed=8, value_head=True,
+                 policy_jit_compile=False, vocab_transpose=1, vocab_max_size=5)
+    vocab = build_chord_vocab(_real_seqs(), **vocab_kwargs(cfg))
+    assert len(vocab) == 5
+    policy = build_policy(cfg, vocab)
+    assert (policy.head, policy.hidden_size, policy.embed_size, policy.has_value_head) == (head, 16, 8, True)
+    assert (policy.vocab is None) == (head == "bernoulli")
+    with pytest.raises(MusicRLError, match="policy_head"):
+        Config(policy_head="notes")

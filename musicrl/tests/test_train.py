@@ -1,0 +1,481 @@
+"""Tests of the training loop, its run folder, checkpoints and the train/sample commands.
+
+Runs are tiny (4-chord episodes, batches of 8, small models, 8 kHz audio, a
+folder of a few random progressions) and a few are shared between tests
+through module-scoped fixtures, to keep the whole file light on the CPU.
+"""
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+import soundfile
+import tensorflow as tf
+
+import musicrl.train as training
+from musicrl.checkpoint import (
+    LATEST_FILE,
+    checkpoint_name,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from musicrl.cli import main
+from musicrl.config import config_from_overrides, load_config
+from musicrl.errors import MusicRLError
+from musicrl.midi import load_midi, rand_progression, save_midi
+from musicrl.runs import MetricsLog, read_metrics, run_paths
+from musicrl.vectorize import midi_to_seq
+
+# every setting small: a run takes seconds, most of it one-time tracing
+TINY = [
+    "n_steps=4", "batch_size=8", "window_hop=2", "holdout_fraction=0.0",
+    "sr=8000", "n_fft=400", "hop_length=200", "n_mels=16", "fmax=4000", "n_harmonics=3",
+    "d_channels=4", "d_replay_capacity=16", "d_jit_compile=false",
+    "policy_hidden=16", "policy_embed=8", "policy_jit_compile=false",
+    "pretrain_steps=2", "checkpoint_every=1", "sample_every=0", "n_saved_samples=2", "collapse_every=1",
+    "deterministic=true",
+]
+# row fields that measure time, not the computation
+TIMING = {"time_s", "episodes_per_s", "t_sample", "t_mel", "t_reward", "t_d_update", "t_policy_update", "t_log"}
+
+
+def tiny_cfg(**overrides):
+    return config_from_overrides(overrides, base=config_from_overrides(sets=TINY))
+
+
+def _same_numbers(row_a, row_b):
+    keys = set(row_a) - TIMING
+    assert keys == set(row_b) - TIMING
+    return all(row_a[k] == row_b[k] for k in keys)
+
+
+def _cli(argv):
+    """Run the command line in-process; return (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _tree_hash(path):
+    h = hashlib.sha1()
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            with open(os.path.join(root, name), "rb") as f:
+                h.update(name.encode() + f.read())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_op_determinism():
+    # deterministic=true switches TensorFlow's process-wide op determinism on; other test modules expect it off
+    from tensorflow.python.framework import config as tf_config
+
+    was = tf_config.is_op_determinism_enabled()
+    yield
+    if not was:
+        tf_config.disable_op_determinism()
+
+
+@pytest.fixture(scope="module")
+def midi_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("music")
+    rng = np.random.default_rng(7)
+    for i in range(4):
+        save_midi(rand_progression(rng, n_chords=12), root / f"piece{i}.mid")
+    (root / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke(midi_dir, tmp_path_factory):
+    """A 2-iteration run through the command line: (run folder, stdout, exit code)."""
+    root = tmp_path_factory.mktemp("runs")
+    argv = ["train", "--data", str(midi_dir), "--out", str(root), "--name", "smoke", "--iterations", "2",
+            "--seed", "3", "--no-progress"]
+    for item in TINY:
+        argv += ["--set", item]
+    code, out, err = _cli(argv)
+    return root / "smoke", out, code, err
+
+
+@pytest.fixture(scope="module")
+def straight(midi_dir, tmp_path_factory):
+    """The smoke run's settings and seed, 3 iterations without a break: (run folder, state values at the end)."""
+    root = tmp_path_factory.mktemp("runs")
+    at_end = {}
+
+    def capture(row, state):
+        if row["iteration"] == 3:
+            at_end.update(_state_values(state))
+
+    result = training.train(tiny_cfg(seed=3, iterations=3), data=midi_dir, out=root, progress=False,
+                            on_iteration=capture, log=lambda s: None)
+    assert result.status == "finished"
+    return result.run_dir, at_end
+
+
+# --------------------------------------------------------------------------
+# the run folder
+# --------------------------------------------------------------------------
+
+
+def test_smoke_run_writes_a_complete_run_folder(smoke):
+    run_dir, out, code, err = smoke
+    assert code == 0, err
+    paths = run_paths(run_dir)
+    cfg = load_config(paths.config)
+    assert (cfg.n_steps, cfg.batch_size, cfg.seed, cfg.iterations) == (4, 8, 3, 2)
+    info = json.loads(paths.run.read_text())
+    assert info["seed"] == 3
+    for pkg in ("python", "numpy", "tensorflow", "keras", "pretty_midi", "librosa", "music21", "musicrl"):
+        assert info["versions"][pkg] and info["versions"][pkg] != "not installed"
+    assert info["data"]["train_pieces"] == 4
+    assert len(info["data"]["skipped"]) == 1 and info["data"]["skipped"][0]["file"].endswith("broken.mid")
+    # the bad file is reported on the console, as `data --from` does
+    assert "skipped:" in out and "broken.mid" in out
+
+    rows = read_metrics(run_dir)
+    assert [r["iteration"] for r in rows] == [1, 2]
+    for key in ("reward_mean", "reward_std", "d_loss", "d_acc_real", "d_acc_gen", "entropy", "kl",
+                "episodes_per_s", "top3_pitch_share", "pc_hist_overlap", "distinct_chords"):
+        assert all(np.isfinite(r[key]) for r in rows), key
+    assert all(0 <= r["d_acc_real"] <= 1 and 0 <= r["d_acc_gen"] <= 1 for r in rows)
+    assert all(r["reward_mean"] <= 0 for r in rows)  # log D is never positive
+    assert [r["episodes"] for r in rows] == [8, 16]
+    assert [json.loads(line)["step"] for line in paths.pretrain.read_text().splitlines()] == [1, 2]
+
+    # checkpoints: one per iteration (checkpoint_every=1), the pointer on the last, and the pretrained policy
+    assert latest_checkpoint(paths.checkpoints).name == checkpoint_name(2)
+    assert (paths.checkpoints / LATEST_FILE).read_text().strip() == checkpoint_name(2)
+    assert (paths.checkpoints / "pretrained" / "state.json").is_file()
+    _, meta = load_checkpoint(paths.checkpoints / checkpoint_name(2))
+    assert meta["iteration"] == 2 and meta["episodes"] == 16 and meta["pretrain_done"]
+    assert not [p for p in paths.checkpoints.iterdir() if p.name.startswith(".")]
+
+    # samples at the start, after pretraining and at the end, plus real pieces to compare with
+    for tag in ("real", "iter-0000000-start", "iter-0000000-pretrained", "iter-0000002-end"):
+        folder = paths.samples / tag
+        prefix = "real" if tag == "real" else "gen"
+        for i in range(2):
+            midi = load_midi(folder / f"{prefix}_{i:03d}.mid")
+            assert midi_to_seq(midi, step_beats=cfg.step_beats, lowest_pitch=cfg.lowest_pitch).shape[1] == 48
+            wav, sr = soundfile.read(folder / f"{prefix}_{i:03d}.wav")
+            assert sr == cfg.sr and wav.ndim == 1 and np.all(np.isfinite(wav))
+    assert "finished at iteration 2" in out
+
+
+def test_tensorboard_holds_scalars_mels_and_audio(smoke):
+    run_dir = smoke[0]
+    events = list(run_paths(run_dir).tensorboard.glob("events.out.tfevents.*"))
+    assert events
+    tags, plugins = set(), {}
+    for path in events:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags.add(value.tag)
+                plugins[value.tag] = value.metadata.plugin_data.plugin_name or plugins.get(value.tag)
+    for name in ("reward_mean", "d_loss", "d_acc_real", "d_acc_gen", "entropy", "kl", "top3_pitch_share"):
+        assert f"train/{name}" in tags
+    assert "pretrain/nll" in tags
+    assert plugins["samples/gen_mel"] == "images"
+    assert plugins["samples/gen_audio"] == "audio"
+
+
+def test_same_seed_gives_the_same_first_iteration(smoke, straight):
+    first_smoke = read_metrics(smoke[0])[0]
+    first_straight = read_metrics(straight[0])[0]
+    assert _same_numbers(first_smoke, first_straight)
+
+
+# --------------------------------------------------------------------------
+# resume
+# --------------------------------------------------------------------------
+
+
+def _state_values(state):
+    """Every value a checkpoint must bring back, as plain Python/NumPy objects."""
+    objects = {
+        "policy": state.policy, "ref_policy": state.ref_policy, "discriminator": state.d.model,
+        "policy_optimizer": state.policy_optimizer, "pretrain_optimizer": state.pretrain_optimizer,
+        "d_optimizer": state.d.optimizer,
+    }
+    # a seed generator's state is not model state (dropout is off) and is left out of checkpoints
+    values = {
+        name: [np.array(v.numpy()) for v in obj.variables if "seed_generator" not in v.path]
+        for name, obj in objects.items()
+    }
+    values["replay"] = state.d.get_state()
+    values["rng"] = state.rng.bit_generator.state
+    values["baseline"] = state.baseline.get_state()
+    values["normalizer"] = state.normalizer.get_state()
+    values["counters"] = (state.iteration, state.episodes, state.pretrain_steps_done, state.pretrain_done)
+    values["vocab"] = state.vocab
+    return values
+
+
+def test_checkpoint_restores_the_exact_state(straight):
+    run_dir, at_end = straight
+    cfg = load_config(run_paths(run_dir).config)
+    restored = _state_values(training.load_train_state(cfg, latest_checkpoint(run_paths(run_dir).checkpoints)))
+    assert set(restored) == set(at_end)
+    for key in ("policy", "ref_policy", "discriminator", "policy_optimizer", "pretrain_optimizer", "d_optimizer"):
+        assert len(restored[key]) == len(at_end[key]) > 0, key
+        for a, b in zip(restored[key], at_end[key]):
+            np.testing.assert_array_equal(a, b, err_msg=key)
+    for key, value in at_end["replay"].items():
+        np.testing.assert_array_equal(restored["replay"][key], value, err_msg=key)
+    assert restored["replay"]["replay_items"].shape[0] == 16  # the buffer is full
+    np.testing.assert_array_equal(restored["baseline"]["value"], at_end["baseline"]["value"])
+    assert restored["baseline"]["n_updates"] == at_end["baseline"]["n_updates"] == 3
+    assert restored["normalizer"] == at_end["normalizer"]
+    assert restored["rng"] == at_end["rng"]
+    assert restored["counters"] == at_end["counters"] == (3, 24, 2, True)
+    np.testing.assert_array_equal(restored["vocab"], at_end["vocab"])
+    # the agent has moved away from its frozen pretrained copy
+    assert any(not np.array_equal(a, b) for a, b in zip(restored["policy"], restored["ref_policy"]))
+
+
+def test_resume_continues_the_counter_and_the_numbers(smoke, straight, tmp_path):
+    run_dir = tmp_path / "smoke"
+    shutil.copytree(smoke[0], run_dir)
+    code, out, err = _cli(["train", "--resume", "--out", str(run_dir), "--iterations", "3", "--no-progress"])
+    assert code == 0, err
+    assert "resumed from iteration 2" in out
+    rows = read_metrics(run_dir)
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    assert latest_checkpoint(run_paths(run_dir).checkpoints).name == checkpoint_name(3)
+    # 2 iterations + resume + 1 iteration == 3 iterations in one go
+    assert _same_numbers(rows[2], read_metrics(straight[0])[2])
+    assert load_config(run_paths(run_dir).config).iterations == 3
+
+
+def test_resume_refuses_to_change_the_models(smoke, tmp_path):
+    with pytest.raises(MusicRLError, match="cannot change d_channels when resuming"):
+        training.train(resume=True, out=smoke[0], overrides={"d_channels": 8}, progress=False)
+    with pytest.raises(MusicRLError, match="no run to resume"):
+        training.train(resume=True, out=tmp_path, progress=False)
+
+
+def test_resume_drops_rows_written_after_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    with MetricsLog(path) as log:
+        for i in range(1, 6):
+            log.append({"iteration": i, "x": float(i)})
+        log.append({"iteration": 6, "x": float("nan")})
+    assert read_metrics(path)[-1]["x"] is None  # NaN is written as null, keeping the file valid JSON
+    with MetricsLog(path, keep_until=3) as log:
+        log.append({"iteration": 4, "x": 40.0})
+    assert [(r["iteration"], r["x"]) for r in read_metrics(path)] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
+
+
+# --------------------------------------------------------------------------
+# sample
+# --------------------------------------------------------------------------
+
+
+def test_sample_writes_readable_midi_and_wav(smoke, tmp_path):
+    run_dir = smoke[0]
+    cfg = load_config(run_paths(run_dir).config)
+    argv = ["sample", "--run", str(run_dir), "--n", "3", "--seed", "5"]
+    code, out, err = _cli(argv + ["--out", str(tmp_path / "a")])
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "gen_000.mid", "gen_000.wav", "gen_001.mid", "gen_001.wav", "gen_002.mid", "gen_002.wav"]
+    seqs = []
+    for i in range(3):
+        midi = load_midi(tmp_path / "a" / f"gen_{i:03d}.mid")
+        seqs.append(midi_to_seq(midi, step_beats=cfg.step_beats, lowest_pitch=cfg.lowest_pitch)
+                    if midi.instruments and midi.instruments[0].notes else None)
+        wav, sr = soundfile.read(tmp_path / "a" / f"gen_{i:03d}.wav")
+        assert sr == cfg.sr and wav.ndim == 1 and len(wav) >= cfg.sr * cfg.step_seconds
+        assert np.all(np.isfinite(wav)) and np.abs(wav).max() <= 1.0
+    assert any(s is not None for s in seqs)
+    # the same seed writes the same pieces
+    assert _cli(argv + ["--out", str(tmp_path / "b"), "--no-wav"])[0] == 0
+    for i in range(3):
+        a = (tmp_path / "a" / f"gen_{i:03d}.mid").read_bytes()
+        assert a == (tmp_path / "b" / f"gen_{i:03d}.mid").read_bytes()
+    assert not list((tmp_path / "b").glob("*.wav"))
+
+
+def test_sample_from_the_pretrained_policy(smoke, tmp_path):
+    paths = training.sample_from_run(smoke[0], 2, tmp_path, checkpoint="pretrained", wav=False)
+    assert [p.name for p in paths] == ["gen_000.mid", "gen_001.mid"]
+    with pytest.raises(MusicRLError, match="no checkpoint 'iter-0000099'"):
+        training.sample_from_run(smoke[0], 2, tmp_path, checkpoint="iter-0000099")
+
+
+# --------------------------------------------------------------------------
+# stopping: NaN, SIGINT, bad output folders
+# --------------------------------------------------------------------------
+
+
+def test_nan_stops_the_run_and_keeps_the_last_checkpoint(midi_dir, tmp_path):
+    seen = {}
+
+    def poison_d(row, state):
+        if row["iteration"] == 1:
+            (run_dir,) = tmp_path.iterdir()
+            seen["hash"] = _tree_hash(run_paths(run_dir).checkpoints / checkpoint_name(1))
+            kernel = state.d.model.trainable_variables[0]
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+    cfg = tiny_cfg(iterations=4, pretrain_steps=0)
+    messages = []
+    result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, on_iteration=poison_d,
+                            log=messages.append)
+    assert result.status == "nonfinite" and result.iteration == 1
+    assert "non-finite D logits" in result.message and "iteration 2" in result.message
+    assert messages[-1] == result.message and "last good checkpoint" in result.message
+    paths = run_paths(result.run_dir)
+    assert [r["iteration"] for r in read_metrics(result.run_dir)] == [1]
+    assert latest_checkpoint(paths.checkpoints).name == checkpoint_name(1)
+    assert _tree_hash(paths.checkpoints / checkpoint_name(1)) == seen["hash"]
+    state = training.load_train_state(cfg, paths.checkpoints / checkpoint_name(1))
+    assert all(np.all(np.isfinite(v.numpy())) for v in state.d.model.trainable_variables)
+
+
+def test_skip_undoes_a_nonfinite_update(midi_dir, tmp_path, monkeypatch):
+    calls = []
+    real_step = training.reinforce_step
+
+    def flaky_step(policy, *args, **kwargs):
+        stats = real_step(policy, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            weight = policy.trainable_variables[0]
+            weight.assign(np.full(weight.shape, np.inf, np.float32))
+            stats["loss"] = float("nan")
+        return stats
+
+    monkeypatch.setattr(training, "reinforce_step", flaky_step)
+    messages = []
+    result = training.train(tiny_cfg(iterations=2, pretrain_steps=0, on_nonfinite="skip"), data=midi_dir,
+                            out=tmp_path, progress=False, log=messages.append)
+    assert result.status == "finished" and result.iteration == 2
+    assert len(calls) == 3  # the skipped batch, then iterations 1 and 2
+    assert any(m.startswith("skipped a batch: non-finite policy loss") for m in messages)
+    assert [r["iteration"] for r in read_metrics(result.run_dir)] == [1, 2]
+    cfg = load_config(run_paths(result.run_dir).config)
+    state = training.load_train_state(cfg, result.checkpoint)
+    assert all(np.all(np.isfinite(v.numpy())) for v in state.policy.trainable_variables)
+
+
+def test_sigint_writes_a_checkpoint_and_stops(midi_dir, tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+
+    def interrupt(row, state):
+        if row["iteration"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    messages = []
+    result = training.train(tiny_cfg(iterations=5, pretrain_steps=0, checkpoint_every=100), data=midi_dir,
+                            out=tmp_path, progress=False, on_iteration=interrupt, log=messages.append)
+    assert result.status == "interrupted" and result.iteration == 1
+    assert result.message.startswith("interrupted by SIGINT at iteration 1: checkpoint written to")
+    assert messages[-1] == result.message
+    paths = run_paths(result.run_dir)
+    assert [p.name for p in list_checkpoints(paths.checkpoints)] == [checkpoint_name(1)]
+    assert latest_checkpoint(paths.checkpoints).name == checkpoint_name(1)
+    assert [r["iteration"] for r in read_metrics(result.run_dir)] == [1]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(MusicRLError, match="cannot write to the runs folder"):
+        training.train(tiny_cfg(), out=tmp_path / "afile" / "runs", progress=False)
+    code, _, err = _cli(["train", "--out", str(tmp_path / "afile" / "runs"), "--no-progress"])
+    assert code == 2 and err.startswith("error: cannot write to the runs folder")
+
+
+def test_a_run_without_usable_data_leaves_no_folder(tmp_path):
+    (tmp_path / "music").mkdir()
+    (tmp_path / "music" / "empty.mid").write_bytes(b"")
+    with pytest.raises(MusicRLError, match="no usable MIDI file"):
+        training.train(tiny_cfg(), data=tmp_path / "music", out=tmp_path / "runs", progress=False)
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_time_budget_ends_the_run_with_a_checkpoint(midi_dir, tmp_path):
+    result = training.train(tiny_cfg(iterations=0, minutes=1e-6), data=midi_dir, out=tmp_path, progress=False,
+                            log=lambda s: None)
+    assert result.status == "finished" and result.iteration == 0
+    assert result.message.startswith("time budget reached during pretraining (step 0 of 2)")
+    _, meta = load_checkpoint(result.checkpoint)
+    assert (meta["iteration"], meta["pretrain_steps_done"], meta["pretrain_done"]) == (0, 0, False)
+    with pytest.raises(MusicRLError, match="'iterations' and 'minutes' are both 0"):
+        tiny_cfg(iterations=0)
+
+
+def test_out_that_is_a_run_folder_needs_resume(smoke):
+    with pytest.raises(MusicRLError, match="is a run folder, not a runs root"):
+        training.train(tiny_cfg(), out=smoke[0], progress=False)
+
+
+def test_help_lists_train_and_sample():
+    code, out, _ = _cli(["--help"])
+    assert code == 0 and "train" in out and "sample" in out
+    code, out, _ = _cli(["train", "--help"])
+    for option in ("--data", "--minutes", "--iterations", "--out", "--seed", "--resume", "--set", "--config"):
+        assert option in out
+    code, out, _ = _cli(["sample", "--help"])
+    for option in ("--run", "--n", "--out", "--seed"):
+        assert option in out
+
+
+# --------------------------------------------------------------------------
+# checkpoint files
+# --------------------------------------------------------------------------
+
+
+def _variable(value):
+    return tf.Variable(np.asarray(value, np.float32))
+
+
+def test_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    v = _variable([1.0, 2.0])
+    save_checkpoint(tmp_path, checkpoint_name(1), objects={"v": v}, arrays={"a": np.arange(3)}, state={"k": 1})
+    v.assign([5.0, 6.0])
+
+    def broken_savez(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(MusicRLError, match="cannot write checkpoint .*No space left"):
+        save_checkpoint(tmp_path, checkpoint_name(2), objects={"v": v}, state={"k": 2})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint_name(1), LATEST_FILE]
+    assert latest_checkpoint(tmp_path).name == checkpoint_name(1)
+    w = _variable([0.0, 0.0])
+    arrays, state = load_checkpoint(latest_checkpoint(tmp_path), objects={"v": w})
+    np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(arrays["a"], np.arange(3))
+    assert state == {"k": 1}
+
+
+def test_prune_keeps_the_newest_and_named_checkpoints(tmp_path):
+    v = _variable([1.0])
+    for i in (1, 2, 3, 4):
+        save_checkpoint(tmp_path, checkpoint_name(i), objects={"v": v}, state={"i": i})
+    save_checkpoint(tmp_path, "pretrained", objects={"v": v}, set_latest=False)
+    (tmp_path / ".tmp-iter-0000005-1").mkdir()  # left over by a killed write
+    removed = prune_checkpoints(tmp_path, keep=2)
+    assert sorted(p.name for p in removed) == [checkpoint_name(1), checkpoint_name(2)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        checkpoint_name(3), checkpoint_name(4), LATEST_FILE, "pretrained"]
+    # a checkpoint replaced under the same name keeps the folder complete
+    save_checkpoint(tmp_path, checkpoint_name(4), objects={"v": v}, state={"i": 44})
+    assert load_checkpoint(tmp_path / checkpoint_name(4))[1] == {"i": 44}
+    with pytest.raises(MusicRLError, match="does not match"):
+        load_checkpoint(tmp_path / checkpoint_name(4), objects={"v": _variable([1.0, 2.0])})
