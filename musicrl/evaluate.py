@@ -19,11 +19,19 @@ Two families of comparison:
   that trained the agent.
 
 The per-piece measures come from :mod:`musicrl.metrics`.
+
+**Evaluating a run** (:func:`evaluate_run`, ``python -m musicrl evaluate``)
+puts four sets through all of the above against the same real clips: real
+held-out music, random progressions, the policy after pretraining alone,
+and the trained agent (:func:`load_eval_sets`, :func:`compare_to_real`). The
+table (one row per set), the report and the plots go into the run folder;
+:func:`comparison_table` sets several runs' tables side by side.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from scipy import stats
@@ -34,17 +42,37 @@ from .seeding import as_rng
 from .vectorize import check_seqs
 
 __all__ = [
+    "COLUMN_DOCS",
+    "COMPARISON_FILE",
+    "EVALUATION_FILE",
+    "EVAL_SETS",
+    "HEADLINE_COLUMNS",
     "PIECE_FEATURES",
+    "PLOT_FILES",
+    "REPORT_FILE",
+    "SET_LABELS",
+    "EvalSets",
     "KDEComparison",
     "classifier_two_sample_test",
+    "compare_to_real",
+    "comparison_report",
+    "comparison_table",
     "discriminator_two_sample_test",
+    "evaluate_run",
+    "format_table",
+    "format_value",
     "inter_set_distances",
     "intra_set_distances",
     "kde_compare",
+    "load_eval_sets",
+    "load_evaluation",
     "mgeval_compare",
     "piece_features",
+    "rand_progression_seqs",
     "seq_feature_vectors",
     "seq_two_sample_test",
+    "write_comparison",
+    "write_evaluation",
 ]
 
 _N_QUALITY_BINS = len(metrics.CHORD_QUALITIES) + 2  # the qualities, 'other chord', 'rest'
@@ -449,9 +477,27 @@ def seq_feature_vectors(seqs: np.ndarray, *, lowest_pitch: int = 36) -> np.ndarr
     return np.concatenate([pitch_hist, *vectors, *scalars], axis=1)
 
 
-def _balanced_split_data(real_x: np.ndarray, gen_x: np.ndarray, n_splits: int, rng) -> tuple:
-    """Equal-size real and generated samples, with labels (1 real, 0 generated)."""
+def _group_codes(groups: Any, n: int, name: str) -> np.ndarray:
+    """Group labels of a set as codes 0..k-1 (each clip its own group when None)."""
+    if groups is None:
+        return np.arange(n)
+    arr = np.asarray(groups)
+    if arr.shape != (n,):
+        raise MusicRLError(f"{name} must have one label per clip, shape ({n},), got shape {arr.shape}")
+    return np.unique(arr, return_inverse=True)[1].reshape(n)
+
+
+def _balanced_split_data(
+    real_x: np.ndarray, gen_x: np.ndarray, n_splits: int, rng, real_groups: Any = None, gen_groups: Any = None
+) -> tuple:
+    """Equal-size real and generated samples, with labels (1 real, 0 generated) and group codes.
+
+    The codes are None when neither set has groups (plain stratified folds).
+    """
     _check_int(n_splits, "n_splits", 2)
+    grouped = real_groups is not None or gen_groups is not None
+    g_real = _group_codes(real_groups, len(real_x), "real_groups")
+    g_gen = _group_codes(gen_groups, len(gen_x), "gen_groups")
     n = min(len(real_x), len(gen_x))
     if n < n_splits:
         raise MusicRLError(
@@ -459,11 +505,30 @@ def _balanced_split_data(real_x: np.ndarray, gen_x: np.ndarray, n_splits: int, r
             f"{len(real_x)} real and {len(gen_x)} generated"
         )
     # the larger set is subsampled so that chance accuracy is exactly 0.5
-    real_x = real_x[np.sort(rng.choice(len(real_x), n, replace=False))]
-    gen_x = gen_x[np.sort(rng.choice(len(gen_x), n, replace=False))]
-    x = np.concatenate([real_x, gen_x])
+    i_real = np.sort(rng.choice(len(real_x), n, replace=False))
+    i_gen = np.sort(rng.choice(len(gen_x), n, replace=False))
+    x = np.concatenate([real_x[i_real], gen_x[i_gen]])
     y = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
-    return x, y, n
+    if not grouped:
+        return x, y, n, None
+    groups = np.concatenate([g_real[i_real], g_gen[i_gen] + len(real_x)])
+    for label, side in (("real", groups[:n]), ("generated", groups[n:])):
+        if np.unique(side).size < n_splits:
+            raise MusicRLError(
+                f"a {n_splits}-fold test by groups needs at least {n_splits} groups of {label} clips, "
+                f"got {np.unique(side).size}"
+            )
+    return x, y, n, groups
+
+
+def _folds(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, n_splits: int, random_state: int) -> list:
+    """Shuffled stratified folds; with groups, no group is split between training and test folds."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if groups is None:
+        return list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state).split(x, y))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    return list(folds.split(x, y, groups))
 
 
 def classifier_two_sample_test(
@@ -473,12 +538,17 @@ def classifier_two_sample_test(
     model: str = "logistic",
     n_splits: int = 5,
     seed: Any = 0,
+    real_groups: Any = None,
+    gen_groups: Any = None,
 ) -> dict[str, float]:
     """Cross-validated accuracy of a fresh scikit-learn classifier telling real from generated.
 
     The larger set is subsampled to the size of the smaller one, so chance
     is 0.5. Features are mean-imputed (NaN) and standardised inside each
     training fold (a pipeline, so no statistics leak from the test fold).
+    With groups (e.g. the piece each real window was cut from), the clips of
+    a group are never split between training and test folds, so the
+    classifier cannot score by recognising a piece it trained on.
 
     Parameters
     ----------
@@ -490,6 +560,9 @@ def classifier_two_sample_test(
         Folds of the stratified, shuffled cross-validation.
     seed : int or np.random.Generator
         Subsampling, fold assignment and the model's randomness.
+    real_groups, gen_groups : array-like, shape=(n_real,), (n_gen,), optional
+        A group label per clip (default: each clip its own group); folds are
+        then ``StratifiedGroupKFold``, which needs ``n_splits`` groups per set.
 
     Returns
     -------
@@ -501,7 +574,7 @@ def classifier_two_sample_test(
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -514,7 +587,7 @@ def classifier_two_sample_test(
     if np.isinf(real).any() or np.isinf(gen).any():
         raise MusicRLError("feature vectors contain inf")
     rng = as_rng(seed)
-    x, y, n = _balanced_split_data(real, gen, n_splits, rng)
+    x, y, n, groups = _balanced_split_data(real, gen, n_splits, rng, real_groups, gen_groups)
     random_state = int(rng.integers(2**31 - 1))
     if model == "logistic":
         clf = LogisticRegression(max_iter=2000)
@@ -525,8 +598,7 @@ def classifier_two_sample_test(
     # columns that are NaN everywhere would be dropped by the imputer; 0 keeps the shape
     x = np.where(np.isnan(x).all(axis=0), 0.0, x)
     pipe = make_pipeline(SimpleImputer(strategy="mean"), StandardScaler(), clf)
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-    scores = cross_val_score(pipe, x, y, cv=folds, scoring="accuracy")
+    scores = cross_val_score(pipe, x, y, cv=_folds(x, y, groups, n_splits, random_state), scoring="accuracy")
     return {
         "accuracy": float(scores.mean()),
         "accuracy_std": float(scores.std()),
@@ -543,11 +615,14 @@ def seq_two_sample_test(
     model: str = "logistic",
     n_splits: int = 5,
     seed: Any = 0,
+    real_groups: Any = None,
+    gen_groups: Any = None,
 ) -> dict[str, float]:
     """Two-sample classifier test on the :func:`seq_feature_vectors` of two sets of seqs.
 
     ``real_seqs`` should be clips the agent's discriminator never trained on
-    (a held-out split). See :func:`classifier_two_sample_test` for the result.
+    (a held-out split). See :func:`classifier_two_sample_test` for the
+    groups and the result.
     """
     real = seq_feature_vectors(real_seqs, lowest_pitch=lowest_pitch)
     gen = seq_feature_vectors(gen_seqs, lowest_pitch=lowest_pitch)
@@ -556,7 +631,9 @@ def seq_two_sample_test(
             f"real_seqs and gen_seqs must have the same number of pitch columns, got feature "
             f"sizes {real.shape[1]} and {gen.shape[1]}"
         )
-    return classifier_two_sample_test(real, gen, model=model, n_splits=n_splits, seed=seed)
+    return classifier_two_sample_test(
+        real, gen, model=model, n_splits=n_splits, seed=seed, real_groups=real_groups, gen_groups=gen_groups
+    )
 
 
 def discriminator_two_sample_test(
@@ -568,6 +645,9 @@ def discriminator_two_sample_test(
     epochs: int = 5,
     batch_size: int = 32,
     seed: int = 0,
+    real_groups: Any = None,
+    gen_groups: Any = None,
+    cache: dict | None = None,
 ) -> dict[str, float]:
     """Two-sample test with a freshly built musicrl discriminator as the classifier.
 
@@ -591,6 +671,15 @@ def discriminator_two_sample_test(
     seed : int
         Subsampling, folds, and Keras' global seed (``keras.utils.set_random_seed``
         is called, which reseeds Python, NumPy and TensorFlow's global state).
+    real_groups, gen_groups : array-like, optional
+        A group label per clip (e.g. its piece): no group is split between
+        training and test folds (see :func:`classifier_two_sample_test`).
+    cache : dict, optional
+        An empty dict the caller keeps and passes to several tests with the
+        same ``cfg`` (e.g. one per generated set): the classifier is compiled
+        once and only its starting weights are rebuilt for each test, which
+        saves TensorFlow's graph tracing. The results are the same as
+        without it.
 
     Returns
     -------
@@ -598,7 +687,6 @@ def discriminator_two_sample_test(
         As :func:`classifier_two_sample_test`.
     """
     import keras
-    from sklearn.model_selection import StratifiedKFold
 
     from .discriminator import build_discriminator, check_d_inputs
 
@@ -607,23 +695,29 @@ def discriminator_two_sample_test(
     _check_int(epochs, "epochs", 1)
     _check_int(batch_size, "batch_size", 1)
     rng = as_rng(seed)
-    x, y, n = _balanced_split_data(real, gen, n_splits, rng)
+    x, y, n, groups = _balanced_split_data(real, gen, n_splits, rng, real_groups, gen_groups)
     random_state = int(rng.integers(2**31 - 1))
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    folds = _folds(x, y, groups, n_splits, random_state)
     scores = []
     keras.utils.set_random_seed(random_state)
     model = build_discriminator(cfg, name="two_sample_d")
-    optimizer = keras.optimizers.Adam(cfg.d_learning_rate, beta_1=cfg.d_beta_1)
-    optimizer.build(model.trainable_variables)
-    model.compile(
-        optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True), jit_compile=False
-    )
     # every fold restarts from the same untrained weights and optimizer state; reusing one
-    # compiled model saves a graph trace per fold
+    # compiled model saves a graph trace per fold (and, with a cache, per test)
     fresh_weights = model.get_weights()
-    fresh_optimizer = [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
+    if cache is not None and cache.get("cfg") == cfg:
+        model, optimizer, fresh_optimizer = cache["model"], cache["optimizer"], cache["optimizer_state"]
+    else:
+        optimizer = keras.optimizers.Adam(cfg.d_learning_rate, beta_1=cfg.d_beta_1)
+        optimizer.build(model.trainable_variables)
+        model.compile(
+            optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True), jit_compile=False
+        )
+        fresh_optimizer = [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
+        if cache is not None:
+            cache.clear()
+            cache.update(cfg=cfg, model=model, optimizer=optimizer, optimizer_state=fresh_optimizer)
     y_steps = np.repeat(y[:, None].astype(np.float32), model.output_shape[-1], axis=1)
-    for k, (train, test) in enumerate(folds.split(x, y)):
+    for k, (train, test) in enumerate(folds):
         keras.utils.set_random_seed(random_state + k)
         model.set_weights(fresh_weights)
         for var, value in zip(optimizer.variables, fresh_optimizer):
@@ -638,3 +732,968 @@ def discriminator_two_sample_test(
         "n_per_class": float(n),
         "n_splits": float(n_splits),
     }
+
+
+# --------------------------------------------------------------------------
+# evaluating a run: the four sets, the table, the report
+
+
+EVALUATION_FILE = "metrics.json"
+"""File of a run folder holding the numbers of its evaluation."""
+REPORT_FILE = "report.md"
+"""File of a run folder holding the evaluation report."""
+COMPARISON_FILE = "compare.md"
+"""File written by a comparison of several runs."""
+PLOT_FILES = ("features.png", "pitch_classes.png", "piano_rolls.png", "mgeval.png")
+"""Plots of an evaluation, written next to its report."""
+
+EVAL_SETS: tuple[str, ...] = ("real", "random", "pretrained", "agent")
+"""The sets of an evaluation, in table order."""
+SET_LABELS: dict[str, str] = {
+    "real": "real (held-out)",
+    "random": "random progressions",
+    "pretrained": "pretrained only",
+    "agent": "agent",
+}
+"""How the table names each set."""
+
+HEADLINE_COLUMNS: tuple[str, ...] = ("fresh_d_acc", "seq_clf_acc", "mgeval_kl", "mgeval_oa", "copy_rate")
+"""The table's first columns; every key of :func:`musicrl.metrics.summarize` follows."""
+
+COLUMN_DOCS: dict[str, str] = {
+    "fresh_d_acc": "held-out accuracy of a freshly trained discriminator (the run's architecture, never the "
+                   "training D) telling the reference clips from the set's; 0.5 = indistinguishable, "
+                   "1 = always told apart",
+    "seq_clf_acc": "cross-validated accuracy of a logistic regression on per-piece feature vectors "
+                   "(register, pitch classes, chord qualities, every scalar feature); 0.5 = indistinguishable",
+    "mgeval_kl": "MGEval: KL divergence (nats) from the reference's intra-set distances to the set-to-reference "
+                 "distances, mean over the features (0 = as close to the reference as it is to itself)",
+    "mgeval_oa": "MGEval: overlapping area of the same two distance densities, mean over the features (1 = best)",
+    "copy_rate": "share of pieces that repeat a run of chords of a training piece verbatim",
+    "empty_step_rate": "share of steps that are rests",
+    "polyphony": "mean notes per chord",
+    "n_pitches_used": "distinct pitches per piece",
+    "pitch_range": "semitones from the lowest to the highest note of a piece",
+    "used_pitch_classes": "distinct pitch classes per piece",
+    "qualified_note_rate": "share of notes lasting at least two steps (MuseGAN's qualified notes)",
+    "in_key_rate": "share of notes in the piece's estimated key",
+    "key_correlation": "correlation of a piece's pitch classes with its best Krumhansl-Kessler key profile",
+    "consonant_chord_rate": "share of chords that are triads or seventh chords",
+    "voice_leading": "semitones moved per voice between successive chords",
+    "tonal_distance": "distance of the tonal centroids of successive chords (Harte et al.)",
+    "repetition_rate": "share of steps equal to the previous step",
+    "distinct_chord_ratio": "distinct chords of a piece over its steps, mean over pieces",
+    "distinct_chord_ratio_set": "distinct chords of the whole set over all its steps",
+    "distinct_chords_common": "distinct chords of the set once pitches under 1 % of the notes are dropped",
+    "top3_pitch_share": "share of notes on the set's three most used pitches (high = collapse)",
+    "pitch_class_overlap": "overlap of the set's pitch-class histogram with the reference's (1 = the same)",
+}
+"""One line per table column, for the report's legend."""
+
+_COPY_RUN_LENGTH = 8
+_SEQ_SPLITS = 5
+_D_BATCH = 32
+_DENSE_CHORD = 8  # clips with denser chords are turned into mels apart (see _d_inputs_for)
+_FORMAT = 1
+
+
+def rand_progression_seqs(n: int, cfg: Any, *, seed: Any = 0) -> np.ndarray:
+    """The random baseline on a config's grid: ``n`` random progressions as seqs (``rand_seqs``).
+
+    Each piece is :func:`musicrl.midi.rand_progression` (a triad or seventh
+    chord in a random inversion per step, no harmony) of ``cfg.n_steps``
+    chords of ``cfg.step_beats`` beats, with notes between MIDI 48 and 76
+    (clipped to the grid's columns), quantized by
+    :func:`musicrl.vectorize.midis_to_seqs` as real music is.
+
+    Parameters
+    ----------
+    n : int
+        Number of pieces.
+    cfg : Config
+        The grid (``n_steps``, ``step_beats``, ``lowest_pitch``, ``n_pitches``, ``quantize``).
+    seed : int or np.random.Generator
+
+    Returns
+    -------
+    rand_seqs : np.ndarray, shape=(n, cfg.n_steps, cfg.n_pitches), dtype=float32
+    """
+    from .midi import rand_midis
+    from .vectorize import midis_to_seqs
+
+    n = _check_int(n, "n", 1)
+    top = cfg.lowest_pitch + cfg.n_pitches - 1
+    lo, hi = max(48, cfg.lowest_pitch), min(76, top)
+    if hi - lo < 12:
+        # chords need an octave; notes above the grid are folded into it by octaves
+        lo, hi = cfg.lowest_pitch, min(127, cfg.lowest_pitch + max(12, cfg.n_pitches - 1))
+    rand_midis_ = rand_midis(
+        n, as_rng(seed), kind="progression", n_chords=cfg.n_steps, chord_beats=cfg.step_beats,
+        bpm=cfg.bpm, pitch_range=(lo, hi), program=cfg.program, velocity=cfg.velocity,
+    )
+    return midis_to_seqs(rand_midis_, n_steps=cfg.n_steps, n_pitches=cfg.n_pitches, **cfg.grid_kwargs())
+
+
+def _d_inputs_for(seqs: np.ndarray, cfg: Any) -> np.ndarray:
+    """D inputs of a set; clips of dense chords are transformed apart, since the fast
+    mel path pads a whole call to its widest chord (the numbers are the same)."""
+    from .discriminator import d_input_kind, d_inputs
+
+    if d_input_kind(cfg) != "mel":
+        return d_inputs(seqs, cfg)
+    dense = seqs.sum(axis=2).max(axis=1) > _DENSE_CHORD
+    if dense.all() or not dense.any():
+        return d_inputs(seqs, cfg)
+    x = np.empty((len(seqs), cfg.n_frames, cfg.n_mels), np.float32)
+    x[~dense] = d_inputs(seqs[~dense], cfg)
+    x[dense] = d_inputs(seqs[dense], cfg)
+    return x
+
+
+def compare_to_real(
+    gen_seqs: np.ndarray,
+    real_seqs: np.ndarray,
+    cfg: Any,
+    *,
+    train_seqs: Any = None,
+    copy_run_length: int = _COPY_RUN_LENGTH,
+    d_test: bool = True,
+    d_epochs: int = 5,
+    d_splits: int = 3,
+    gen_x: np.ndarray | None = None,
+    real_x: np.ndarray | None = None,
+    d_cache: dict | None = None,
+    real_groups: Any = None,
+    gen_groups: Any = None,
+    seed: Any = 0,
+) -> dict[str, Any]:
+    """Every comparison of one set with real clips: one row of the evaluation table.
+
+    * every scalar of :func:`musicrl.metrics.summarize` of ``gen_seqs``
+      (``pitch_class_overlap`` against ``real_seqs``);
+    * ``copy_rate``: :func:`musicrl.metrics.copy_rate` against the training
+      pieces, with runs of ``min(copy_run_length, n_steps)`` chords;
+    * MGEval (:func:`mgeval_compare`) against ``real_seqs``, per feature and
+      as ``mgeval_kl`` / ``mgeval_oa``, the means over the features of
+      ``kl_real_inter`` / ``oa_real_inter``;
+    * ``seq_clf_acc``: :func:`seq_two_sample_test` (logistic regression,
+      5-fold, fewer folds for tiny sets);
+    * ``fresh_d_acc``: :func:`discriminator_two_sample_test`, a new
+      discriminator of ``cfg``'s architecture trained for ``d_epochs`` epochs
+      in each of ``d_splits`` folds.
+
+    A measure that cannot be taken (no training pieces, fewer than two clips
+    or groups per class for a test, ``d_test=False``) is NaN, with a line in
+    ``notes``.
+
+    Parameters
+    ----------
+    gen_seqs, real_seqs : np.ndarray, shape=(batch, cfg.n_steps, cfg.n_pitches)
+        The set, and the real clips it is compared with (held out from training).
+    cfg : Config
+    train_seqs : np.ndarray or list of np.ndarray, optional
+        The training pieces (any lengths), for ``copy_rate``.
+    copy_run_length : int
+        Chords of a copied run (shortened to ``n_steps`` for shorter clips).
+    d_test : bool
+        Run the fresh-discriminator test (the slow part).
+    d_epochs, d_splits : int
+        Its training epochs per fold, and folds.
+    gen_x, real_x : np.ndarray, optional
+        D inputs of the two sets when already computed (e.g. the real clips'
+        mels shared by several sets).
+    d_cache : dict, optional
+        Passed to :func:`discriminator_two_sample_test` (one dict for several
+        sets compiles the fresh discriminator once).
+    real_groups, gen_groups : array-like, optional
+        The piece each clip was cut from, for the two tests' folds (overlapping
+        windows of one piece must not be split between training and test
+        folds, or a classifier scores by recognising the piece).
+    seed : int or np.random.Generator
+
+    Returns
+    -------
+    result : dict
+        ``row`` (dict of column -> float: :data:`HEADLINE_COLUMNS`, then the
+        summary), ``mgeval`` (per feature, see :func:`mgeval_compare`),
+        ``seq_test`` and ``d_test`` (the tests' results, empty when not run),
+        ``copy_run_length`` and ``notes`` (list of str).
+    """
+    gen = check_seqs(gen_seqs, n_pitches=cfg.n_pitches, name="gen_seqs")
+    real = check_seqs(real_seqs, n_pitches=cfg.n_pitches, name="real_seqs")
+    if len(gen) == 0 or len(real) == 0:
+        raise MusicRLError(f"compare_to_real needs clips in both sets, got {len(gen)} and {len(real)}")
+    d_epochs = _check_int(d_epochs, "d_epochs", 1)
+    d_splits = _check_int(d_splits, "d_splits", 2)
+    rng = as_rng(seed)
+    notes: list[str] = []
+    lp = cfg.lowest_pitch
+    summary = metrics.summarize(gen, lowest_pitch=lp, reference_seqs=real)
+
+    run_length = min(_check_int(copy_run_length, "copy_run_length", 1), gen.shape[1])
+    copy = float("nan")
+    if train_seqs is not None and len(train_seqs):
+        copy = metrics.copy_rate(gen, train_seqs, run_length=run_length)
+    else:
+        notes.append("no training pieces: copy_rate not measured")
+
+    mg = mgeval_compare(gen, real, lowest_pitch=lp, seed=rng)
+    mg_kl = _nanmean([v["kl_real_inter"] for v in mg.values()])
+    mg_oa = _nanmean([v["oa_real_inter"] for v in mg.values()])
+
+    # each test needs two clips, or two groups, of each set
+    n_small = min(
+        len(gen), len(real),
+        len(gen) if gen_groups is None else np.unique(np.asarray(gen_groups)).size,
+        len(real) if real_groups is None else np.unique(np.asarray(real_groups)).size,
+    )
+    groups = {"real_groups": real_groups, "gen_groups": gen_groups}
+    seq_res: dict[str, float] = {}
+    seq_seed = int(rng.integers(2**31 - 1))
+    if n_small >= 2:
+        try:
+            seq_res = seq_two_sample_test(real, gen, lowest_pitch=lp, n_splits=min(_SEQ_SPLITS, n_small),
+                                          seed=seq_seed, **groups)
+        except MusicRLError as e:
+            notes.append(f"feature-classifier test not run: {e}")
+    else:
+        notes.append(f"{n_small} clip(s) or piece(s) per class: too few for the feature-classifier test")
+
+    d_res: dict[str, float] = {}
+    d_seed = int(rng.integers(2**31 - 1))
+    if not d_test:
+        notes.append("fresh-discriminator test not run")
+    elif n_small >= 2:
+        real_x = _d_inputs_for(real, cfg) if real_x is None else real_x
+        gen_x = _d_inputs_for(gen, cfg) if gen_x is None else gen_x
+        try:
+            d_res = discriminator_two_sample_test(
+                real_x, gen_x, cfg, n_splits=min(d_splits, n_small), epochs=d_epochs, batch_size=_D_BATCH,
+                seed=d_seed, cache=d_cache, **groups,
+            )
+        except MusicRLError as e:
+            notes.append(f"fresh-discriminator test not run: {e}")
+    else:
+        notes.append(f"{n_small} clip(s) or piece(s) per class: too few for the fresh-discriminator test")
+
+    row = {
+        "fresh_d_acc": d_res.get("accuracy", float("nan")),
+        "seq_clf_acc": seq_res.get("accuracy", float("nan")),
+        "mgeval_kl": mg_kl,
+        "mgeval_oa": mg_oa,
+        "copy_rate": copy,
+        **summary,
+    }
+    return {
+        "row": {k: float(v) for k, v in row.items()},
+        "mgeval": mg,
+        "seq_test": seq_res,
+        "d_test": d_res,
+        "copy_run_length": run_length,
+        "notes": notes,
+    }
+
+
+class EvalSets(NamedTuple):
+    """The pieces an evaluation of a run compares (see :func:`load_eval_sets`)."""
+
+    cfg: Any
+    """The run's settings."""
+    sets: dict[str, np.ndarray]
+    """Set name (of :data:`EVAL_SETS`) -> seqs; 'pretrained' only when the run has that checkpoint."""
+    reference: np.ndarray
+    """The real clips every set is compared with."""
+    groups: dict[str, np.ndarray]
+    """For 'real' and 'reference': the index of the piece each window was cut from."""
+    train_seqs: list[np.ndarray]
+    """The run's training pieces (full length), for the copy rate."""
+    info: dict[str, Any]
+    """Where everything came from: checkpoints, data, sizes, and ``notes``."""
+
+
+def _read_json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise MusicRLError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
+    except (ValueError, RecursionError) as e:
+        raise MusicRLError(f"{str(path)!r} is not valid JSON: {e}") from None
+
+
+def _check_run_dir(run_dir: Any) -> Path:
+    from .runs import CONFIG_FILE, is_run_dir
+
+    path = Path(run_dir).expanduser()
+    if not path.exists():
+        raise MusicRLError(f"run folder {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise MusicRLError(f"{str(path)!r} is not a folder: give a run folder such as runs/<name>")
+    if not is_run_dir(path):
+        raise MusicRLError(f"{str(path)!r} is not a run folder (no {CONFIG_FILE}): give a folder such as runs/<name>")
+    return path
+
+
+def _split_real(real_data: Any, n: int, rng: np.random.Generator) -> tuple:
+    """Held-out pieces split in two halves of about equal windows; at most ``n`` windows of each.
+
+    Returns the two halves' windows, their piece indices, an info dict and notes.
+    """
+    from .data import seqs_to_windows
+
+    notes = []
+    pieces, names, split = real_data.heldout_seqs, real_data.heldout_names, "heldout"
+    if not pieces:
+        pieces, names, split = real_data.train_seqs, real_data.train_names, "train"
+        notes.append("the data set has no held-out pieces (holdout_fraction is 0 or the set is tiny): the real "
+                     "clips are training pieces, so the real row's copy rate is 1 and the agent may have seen them")
+
+    def windows(seqs: list) -> np.ndarray:
+        return seqs_to_windows(seqs, n_steps=real_data.n_steps, hop=real_data.window_hop,
+                               n_pitches=real_data.n_pitches)
+
+    per_piece = [windows([p]) for p in pieces]
+    if len(pieces) >= 2:
+        halves: tuple[list, list] = ([], [])
+        counts = [0, 0]
+        for i in rng.permutation(len(pieces)):
+            side = int(counts[1] < counts[0])
+            halves[side].append(i)
+            counts[side] += len(per_piece[i])
+        real_a, ref = (np.concatenate([per_piece[i] for i in half]) for half in halves)
+        group_a, group_ref = (np.concatenate([np.full(len(per_piece[i]), i) for i in half]) for half in halves)
+        half_names = ([names[i] for i in sorted(halves[0])], [names[i] for i in sorted(halves[1])])
+    else:
+        both = per_piece[0][rng.permutation(len(per_piece[0]))]
+        real_a, ref = both[: len(both) // 2], both[len(both) // 2 :]
+        # one piece: each window counts as its own group
+        group_a, group_ref = np.arange(len(real_a)), len(real_a) + np.arange(len(ref))
+        half_names = (list(names), list(names))
+        notes.append("a single real piece: its windows are split in two, so the real row is optimistic")
+    if len(real_a) == 0 or len(ref) == 0:
+        raise MusicRLError(
+            f"the run's data has {len(real_a) + len(ref)} real window(s) of {real_data.n_steps} steps outside "
+            "training: at least 2 are needed to evaluate"
+        )
+    keep_a = rng.permutation(len(real_a))[:n]
+    keep_ref = rng.permutation(len(ref))[:n]
+    real_a, group_a, ref, group_ref = real_a[keep_a], group_a[keep_a], ref[keep_ref], group_ref[keep_ref]
+    info = {"split": split, "real_pieces": len(half_names[0]), "real_windows": len(real_a),
+            "reference_pieces": len(half_names[1]), "reference_windows": len(ref),
+            "real_names": half_names[0], "reference_names": half_names[1]}
+    return real_a, ref, {"real": group_a, "reference": group_ref}, info, notes
+
+
+def _policy_of(policy: Any, run_dir: Path, loaded: Path, wanted: Path) -> Any:
+    """The policy of checkpoint ``wanted``: ``policy`` (of checkpoint ``loaded``) with its weights
+    restored when both share one chord vocabulary, which keeps its compiled sampling graph."""
+    from .checkpoint import load_checkpoint
+    from .train import load_policy
+
+    try:
+        vocabs = [load_checkpoint(path)[0].get("vocab") for path in (loaded, wanted)]
+        if (vocabs[0] is None) == (vocabs[1] is None) and (vocabs[0] is None or np.array_equal(*vocabs)):
+            load_checkpoint(wanted, objects={"policy": policy})
+            return policy
+    except MusicRLError:
+        pass
+    return load_policy(run_dir, wanted.name)
+
+
+def load_eval_sets(run_dir: Any, *, n: int = 256, seed: int = 0, progress: bool = False) -> EvalSets:
+    """The pieces an evaluation of a run compares.
+
+    * the run's real data (the folder recorded in its ``run.json``, else its
+      ``data_dir``) is loaded with the run's settings, and its held-out
+      pieces are split in two halves of whole pieces: ``reference``, which
+      every set is compared with, and the ``'real'`` set, which shows the
+      scores of music from the same source (a perfect generator's scores);
+      at most ``n`` windows of each;
+    * ``'random'``: ``n`` :func:`rand_progression_seqs`;
+    * ``'pretrained'``: ``n`` pieces of the policy after pretraining alone
+      (checkpoint ``pretrained``; left out when the run has none);
+    * ``'agent'``: ``n`` pieces of the latest checkpoint's policy.
+
+    The two policies sample at the run's ``sample_temperature`` from the same
+    random numbers, so their difference is the training, not the draws.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        A run folder (``runs/<name>``) with at least one checkpoint.
+    n : int
+        Pieces per generated set, and real windows per half at most.
+    seed : int
+        Seed of every draw.
+    progress : bool
+        Show a progress bar while reading MIDI files.
+
+    Returns
+    -------
+    eval_sets : EvalSets
+
+    Raises
+    ------
+    MusicRLError
+        For a missing folder, a folder that is not a run, a run without a
+        checkpoint, or a data folder that cannot be loaded.
+    """
+    from .checkpoint import latest_checkpoint
+    from .config import load_config
+    from .data import load_folder, resolve_data_dir
+    from .runs import run_paths
+    from .train import load_policy
+
+    n = _check_int(n, "n", 2)
+    seed = _check_int(seed, "seed", 0)
+    run_dir = _check_run_dir(run_dir)
+    paths = run_paths(run_dir)
+    cfg = load_config(paths.config)
+    latest = latest_checkpoint(paths.checkpoints)
+    if latest is None:
+        raise MusicRLError(
+            f"run {str(run_dir)!r} has no checkpoint to evaluate: train it first (python -m musicrl train)"
+        )
+    pretrained = paths.checkpoints / "pretrained"
+    has_pretrained = (pretrained / "state.json").is_file()
+    latest_state = _read_json(latest / "state.json")
+    pretrain_steps = int(latest_state.get("pretrain_steps_done", 0))
+
+    run_info = _read_json(paths.run) if paths.run.is_file() else {}
+    data_info = run_info.get("data") or {}
+    root = data_info.get("root") or run_info.get("data_dir") or str(resolve_data_dir(cfg))
+    try:
+        real_data = load_folder(root, cfg, progress=progress)
+    except MusicRLError as e:
+        raise MusicRLError(f"cannot load the run's data folder {root!r}: {e}") from None
+    notes = []
+    if "train_names" in data_info and list(data_info["train_names"]) != list(real_data.train_names):
+        notes.append(f"the training pieces of {root} differ from those the run trained on "
+                     f"({len(real_data.train_names)} now, {len(data_info['train_names'])} then)")
+
+    real_a, reference, groups, split_info, split_notes = _split_real(real_data, n, np.random.default_rng([seed, 0]))
+    notes += split_notes
+    sets = {"real": real_a, "random": rand_progression_seqs(n, cfg, seed=np.random.default_rng([seed, 1]))}
+
+    def draw(policy: Any) -> np.ndarray:
+        draws = np.random.default_rng([seed, 2])
+        return policy.sample(n, draws, n_steps=cfg.n_steps, temperature=cfg.sample_temperature).seqs
+
+    policy = load_policy(run_dir, latest.name)
+    agent_seqs = draw(policy)
+    if has_pretrained:
+        sets["pretrained"] = draw(_policy_of(policy, run_dir, latest, pretrained))
+    sets["agent"] = agent_seqs
+    if latest.name == "pretrained":
+        notes.append("the latest checkpoint is the pretrained one: the agent row is the policy before any "
+                     "adversarial update")
+    if not has_pretrained:
+        notes.append("the run has no 'pretrained' checkpoint: no pretrained-only row")
+    info = {
+        "run": str(run_dir.resolve()),
+        "name": run_dir.resolve().name,
+        "checkpoint": latest.name,
+        "iteration": int(latest_state.get("iteration", 0)),
+        "pretrained_checkpoint": pretrained.name if has_pretrained else None,
+        "pretrain_steps": pretrain_steps,
+        "n": n,
+        "seed": seed,
+        "sample_temperature": cfg.sample_temperature,
+        "data": {"root": str(root), **split_info},
+        "sizes": {k: int(len(v)) for k, v in sets.items()},
+        "notes": notes,
+    }
+    return EvalSets(cfg=cfg, sets=sets, reference=reference, groups=groups, train_seqs=list(real_data.train_seqs),
+                    info=info)
+
+
+def evaluate_run(
+    run_dir: Any,
+    *,
+    n: int = 256,
+    seed: int = 0,
+    d_test: bool = True,
+    d_epochs: int = 5,
+    d_splits: int = 3,
+    plots: bool = True,
+    write: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a run: the real, random, pretrained-only and agent sets side by side.
+
+    The sets come from :func:`load_eval_sets`; each is measured by
+    :func:`compare_to_real` against the same real reference clips, with the
+    same seed (same folds and pair draws for every set). With
+    ``write``, the run folder gets ``metrics.json`` (the returned dict),
+    ``report.md`` (the table, its legend, MGEval per feature, the plots) and,
+    with ``plots``, the PNGs of :data:`PLOT_FILES`.
+
+    The cost with the default settings and ``n=256`` on 2 CPU cores: about a
+    minute (1.5 to 2 minutes on a busy machine): sampling and compiling the
+    two policies, the mels of about 1200 clips, and for each set the
+    measures (a few seconds) and the fresh discriminator (``d_splits`` folds
+    of ``d_epochs`` epochs on about ``2 * n * (d_splits - 1) / d_splits``
+    clips, a few seconds; it is compiled once for all sets).
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        A run folder with at least one checkpoint.
+    n : int
+        Pieces per set (real windows per half at most).
+    seed : int
+        Seed of every draw and test.
+    d_test : bool
+        Run the fresh-discriminator tests (``fresh_d_acc`` is NaN otherwise).
+    d_epochs, d_splits : int
+        Training epochs per fold, and folds, of each fresh discriminator.
+    plots : bool
+        Write the PNG plots.
+    write : bool
+        Write the files into the run folder.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    evaluation : dict
+        As saved to ``metrics.json`` (where NaN is null): the run's ``info``
+        (see :class:`EvalSets`), ``sets``
+        (names in table order), ``labels``, ``columns``, ``table`` (set ->
+        column -> float, NaN where not measured), ``mgeval`` (set -> feature
+        -> measures), ``tests`` (set -> the two tests' details),
+        ``settings``, ``seconds`` and ``notes``.
+    """
+    import logging
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .discriminator import d_input_kind
+
+    t0 = time.perf_counter()
+    d_epochs = _check_int(d_epochs, "d_epochs", 1)
+    d_splits = _check_int(d_splits, "d_splits", 2)
+    # each fresh D retraces Keras' predict function, which TensorFlow warns about at length
+    tf_logger = logging.getLogger("tensorflow")
+    tf_level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    bar = tqdm(total=2 + 2 * len(EVAL_SETS) + bool(write), desc="evaluate", unit="step",
+               disable=not progress, dynamic_ncols=True)
+    seconds: dict[str, float] = {}
+    try:
+        bar.set_postfix_str("sampling the sets")
+        ev = load_eval_sets(run_dir, n=n, seed=seed, progress=False)
+        cfg = ev.cfg
+        seconds["sets"] = time.perf_counter() - t0
+        bar.update(1)
+        names = [s for s in EVAL_SETS if s in ev.sets]
+        bar.total = 2 + 2 * len(names) + bool(write)
+        t = time.perf_counter()
+        ref_x = _d_inputs_for(ev.reference, cfg) if d_test else None
+        bar.update(1)
+        results = {}
+        d_cache: dict = {}
+        for name in names:
+            bar.set_postfix_str(f"{name}: D inputs")
+            gen_x = _d_inputs_for(ev.sets[name], cfg) if d_test else None
+            seconds["d_inputs"] = seconds.get("d_inputs", 0.0) + time.perf_counter() - t
+            bar.update(1)
+            t = time.perf_counter()
+            bar.set_postfix_str(f"{name}: measures and tests")
+            results[name] = compare_to_real(
+                ev.sets[name], ev.reference, cfg, train_seqs=ev.train_seqs, d_test=d_test, d_epochs=d_epochs,
+                d_splits=d_splits, gen_x=gen_x, real_x=ref_x, d_cache=d_cache,
+                real_groups=ev.groups["reference"], gen_groups=ev.groups.get(name),
+                seed=np.random.default_rng([ev.info["seed"], 10]),
+            )
+            seconds[f"compare_{name}"] = time.perf_counter() - t
+            bar.update(1)
+            t = time.perf_counter()
+        notes = list(ev.info["notes"])
+        for name in names:
+            notes += [f"{name}: {line}" for line in results[name]["notes"]]
+        columns = list(results[names[0]]["row"])
+        evaluation = {
+            "format": _FORMAT,
+            **{k: v for k, v in ev.info.items() if k != "notes"},
+            "sets": names,
+            "labels": {s: _set_label(s, ev.info) for s in names},
+            "columns": columns,
+            "table": {s: results[s]["row"] for s in names},
+            "mgeval": {s: results[s]["mgeval"] for s in names},
+            "tests": {s: {"seq": results[s]["seq_test"], "fresh_d": results[s]["d_test"]} for s in names},
+            "settings": {
+                "d_test": bool(d_test), "d_epochs": d_epochs, "d_splits": d_splits, "d_batch_size": _D_BATCH,
+                "d_arch": cfg.d_arch, "d_input": d_input_kind(cfg), "seq_splits": _SEQ_SPLITS,
+                "copy_run_length": results[names[0]]["copy_run_length"], "folds_grouped_by_piece": True,
+            },
+            "notes": notes,
+            "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        seconds["total"] = time.perf_counter() - t0
+        evaluation["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+        if write:
+            bar.set_postfix_str("report and plots")
+            write_evaluation(run_dir, evaluation, ev if plots else None)
+            bar.update(1)
+    finally:
+        bar.close()
+        tf_logger.setLevel(tf_level)
+    return evaluation
+
+
+def _set_label(name: str, info: dict[str, Any]) -> str:
+    if name == "real" and info.get("data", {}).get("split") == "train":
+        return "real (training: no held-out)"
+    return SET_LABELS.get(name, name)
+
+
+# --------------------------------------------------------------------------
+# tables, files and comparisons
+
+
+def _number(value: Any) -> float:
+    try:
+        return float("nan") if value is None else float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def format_value(value: Any) -> str:
+    """A table cell: 'n/a' for a missing or NaN value, whole numbers as such, else 3 decimals."""
+    v = _number(value)
+    if not np.isfinite(v):
+        return "n/a"
+    if v.is_integer() and abs(v) < 1e6:
+        return str(int(v))
+    return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _check_evaluation(evaluation: Any, where: str) -> dict[str, Any]:
+    if (
+        not isinstance(evaluation, dict)
+        or not isinstance(evaluation.get("table"), dict)
+        or not isinstance(evaluation.get("sets"), list)
+        or not isinstance(evaluation.get("columns"), list)
+    ):
+        raise MusicRLError(f"{where} is not an evaluation written by 'python -m musicrl evaluate'")
+    return evaluation
+
+
+def format_table(evaluation: dict[str, Any], *, columns: Sequence[str] | None = None) -> str:
+    """The evaluation table in markdown: one row per set, one column per measure.
+
+    Parameters
+    ----------
+    evaluation : dict
+        From :func:`evaluate_run` or :func:`load_evaluation`.
+    columns : sequence of str, optional
+        Columns to show (default: all, in the evaluation's order).
+
+    Returns
+    -------
+    table : str
+    """
+    evaluation = _check_evaluation(evaluation, "evaluation")
+    columns = list(columns) if columns is not None else list(evaluation["columns"])
+    sizes = evaluation.get("sizes", {})
+    labels = evaluation.get("labels", {})
+    rows = []
+    for s in evaluation["sets"]:
+        row = evaluation["table"].get(s, {})
+        rows.append([labels.get(s, s), format_value(sizes.get(s))] + [format_value(row.get(c)) for c in columns])
+    return _markdown(["set", "n"] + columns, rows)
+
+
+def _mgeval_table(evaluation: dict[str, Any]) -> str:
+    names = evaluation["sets"]
+    features = list(next(iter(evaluation["mgeval"].values()), {}))
+    rows = []
+    for f in features:
+        cells = []
+        for s in names:
+            m = evaluation["mgeval"].get(s, {}).get(f, {})
+            cells.append(f"{format_value(m.get('kl_real_inter'))} / {format_value(m.get('oa_real_inter'))}")
+        rows.append([f] + cells)
+    return _markdown(["feature"] + [evaluation["labels"].get(s, s) for s in names], rows)
+
+
+def _json_ready(obj: Any) -> Any:
+    """NaN and inf become null (JSON has no NaN); NumPy values become Python ones."""
+    if isinstance(obj, dict):
+        return {str(k): _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_ready(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def _write_text(path: Path, text: str) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise MusicRLError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+
+
+def _report(evaluation: dict[str, Any], plot_files: list[str]) -> str:
+    data = evaluation.get("data", {})
+    settings = evaluation.get("settings", {})
+    split = "held-out" if data.get("split") == "heldout" else "training"
+    pre = evaluation.get("pretrained_checkpoint")
+    lines = [
+        f"# Evaluation of run `{evaluation.get('name')}`",
+        "",
+        f"- run: `{evaluation.get('run')}`",
+        f"- agent: checkpoint `{evaluation.get('checkpoint')}` (iteration {evaluation.get('iteration')})",
+        f"- pretrained only: " + (f"checkpoint `{pre}` ({evaluation.get('pretrain_steps')} maximum-likelihood steps)"
+                                  if pre else "none in this run"),
+        f"- generated sets: {evaluation.get('n')} pieces each, sampled at temperature "
+        f"{evaluation.get('sample_temperature')}; seed {evaluation.get('seed')}",
+        f"- reference: {data.get('reference_windows')} windows of {data.get('reference_pieces')} {split} pieces "
+        f"of `{data.get('root')}`; the real row: {data.get('real_windows')} windows of the "
+        f"{data.get('real_pieces')} other {split} pieces",
+        f"- fresh discriminator: a new `{settings.get('d_arch')}` D on {settings.get('d_input')} inputs per set, "
+        f"{settings.get('d_splits')}-fold, {settings.get('d_epochs')} epoch(s), batch {settings.get('d_batch_size')}"
+        + ("" if settings.get("d_test", True) else " (not run)"),
+        f"- both classifier tests: folds keep each real piece's windows together, so a classifier cannot score "
+        f"by recognising a piece it trained on; the larger of the two sets is subsampled to the smaller, so chance "
+        f"is 0.5",
+        f"- copy rate: runs of {settings.get('copy_run_length')} chords of the training pieces",
+        f"- evaluated {evaluation.get('written')}"
+        + (f" in {evaluation['seconds']['total']:.1f} s" if "total" in evaluation.get("seconds", {}) else ""),
+        "",
+        "Every set is measured against the same reference clips. The real row is music from the same source "
+        "measured the same way: a generator matches the data on a measure when it scores as the real row does "
+        "(0.5 for the two classifier accuracies).",
+        "",
+        "## Table",
+        "",
+        format_table(evaluation),
+        "",
+        "## Columns",
+        "",
+    ]
+    lines += [f"- `{c}`: {COLUMN_DOCS[c]}" for c in evaluation["columns"] if c in COLUMN_DOCS]
+    lines += [
+        "",
+        "## MGEval per feature",
+        "",
+        "KL divergence / overlapping area of the reference's intra-set distances and the set-to-reference "
+        "distances of each per-piece feature (0 / 1: the set is as close to the reference as the reference is "
+        "to itself).",
+        "",
+        _mgeval_table(evaluation),
+    ]
+    if plot_files:
+        lines += ["", "## Plots", ""]
+        captions = {
+            "features.png": "Per-piece features of each set",
+            "pitch_classes.png": "Pitch-class histograms (all notes of each set)",
+            "piano_rolls.png": "A few pieces of each set",
+            "mgeval.png": "MGEval overlapping area per feature",
+        }
+        lines += [f"![{captions.get(f, f)}]({f})\n" for f in plot_files]
+    if evaluation.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in evaluation["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _write_plots(folder: Path, evaluation: dict[str, Any], ev: EvalSets) -> list[str]:
+    import sys
+
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # no window; a session that already drew keeps its backend
+    import matplotlib.pyplot as plt
+
+    from . import plotting
+
+    cfg = ev.cfg
+    lp = cfg.lowest_pitch
+    names = evaluation["sets"]
+    labels = evaluation["labels"]
+    sets = {labels[s]: ev.sets[s] for s in names}
+    figures = {}
+    scalar = [f for f in PIECE_FEATURES if not f.endswith("histogram")]
+    features = {k: piece_features(v, lowest_pitch=lp, names=scalar) for k, v in sets.items()}
+    figures["features.png"] = plotting.plot_feature_hists(features)
+    hists = {k: metrics.pitch_class_histogram(v, lowest_pitch=lp, pooled=True) for k, v in sets.items()}
+    figures["pitch_classes.png"] = plotting.plot_pitch_class_hists(hists, title="pitch classes").figure
+    figures["piano_rolls.png"] = plotting.plot_piano_rolls(sets, lowest_pitch=lp, n=3)
+    mg = {labels[s]: evaluation["mgeval"][s] for s in names}
+    figures["mgeval.png"] = plotting.plot_mgeval(
+        mg, measure="oa_real_inter", title="MGEval overlap with the reference"
+    ).figure
+    written = []
+    try:
+        for name, fig in figures.items():
+            fig.tight_layout()
+            try:
+                fig.savefig(folder / name, dpi=90)
+            except OSError as e:
+                raise MusicRLError(f"cannot write {str(folder / name)!r}: {e.strerror or e}") from None
+            written.append(name)
+    finally:
+        for fig in figures.values():
+            plt.close(fig)
+    return written
+
+
+def write_evaluation(run_dir: Any, evaluation: dict[str, Any], eval_sets: EvalSets | None = None) -> list[Path]:
+    """Write ``metrics.json``, ``report.md`` and (given the sets) the plots into a run folder.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+    evaluation : dict
+        From :func:`evaluate_run`.
+    eval_sets : EvalSets, optional
+        The pieces evaluated; without them no plot is drawn.
+
+    Returns
+    -------
+    paths : list of Path
+        The files written.
+    """
+    import json
+
+    folder = Path(run_dir)
+    evaluation = _check_evaluation(evaluation, "evaluation")
+    plot_files = _write_plots(folder, evaluation, eval_sets) if eval_sets is not None else []
+    _write_text(folder / EVALUATION_FILE, json.dumps(_json_ready(evaluation), indent=1) + "\n")
+    _write_text(folder / REPORT_FILE, _report(evaluation, plot_files))
+    return [folder / EVALUATION_FILE, folder / REPORT_FILE] + [folder / f for f in plot_files]
+
+
+def load_evaluation(path: Any) -> dict[str, Any]:
+    """Read the ``metrics.json`` of an evaluated run (a run folder or the file itself).
+
+    Missing values (null in the file) come back as NaN.
+
+    Raises
+    ------
+    MusicRLError
+        If there is no such file, or it is not an evaluation.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise MusicRLError(f"{str(path)!r} does not exist")
+    file = path / EVALUATION_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise MusicRLError(
+            f"no evaluation in {str(path)!r} (no {EVALUATION_FILE}): "
+            f"run 'python -m musicrl evaluate --run {path}' first"
+        )
+    evaluation = _check_evaluation(_read_json(file), repr(str(file)))
+    evaluation["table"] = {
+        s: {c: _number(v) for c, v in row.items()} for s, row in evaluation["table"].items()
+    }
+    return evaluation
+
+
+def _run_labels(evaluations: Sequence[dict[str, Any]]) -> list[str]:
+    names = [str(e.get("name") or f"run{i + 1}") for i, e in enumerate(evaluations)]
+    if len(set(names)) < len(names):
+        names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
+    return names
+
+
+def comparison_table(
+    evaluations: Sequence[dict[str, Any]],
+    *,
+    labels: Sequence[str] | None = None,
+    sets: Sequence[str] | None = None,
+) -> str:
+    """Several runs' evaluations side by side, in markdown: one row per measure, one column per set and run.
+
+    Columns are grouped by set (the real sets of all runs, then their random
+    sets, ...), so the runs' values of a set stand next to each other.
+
+    Parameters
+    ----------
+    evaluations : sequence of dict
+        From :func:`evaluate_run` or :func:`load_evaluation`.
+    labels : sequence of str, optional
+        Names of the runs (default: their folder names).
+    sets : sequence of str, optional
+        Sets to show (default: every set of :data:`EVAL_SETS` that a run has).
+
+    Returns
+    -------
+    table : str
+    """
+    evaluations = [_check_evaluation(e, f"evaluation {i + 1}") for i, e in enumerate(evaluations)]
+    if not evaluations:
+        raise MusicRLError("comparison_table needs at least one evaluation")
+    labels = list(labels) if labels is not None else _run_labels(evaluations)
+    if len(labels) != len(evaluations):
+        raise MusicRLError(f"{len(labels)} labels for {len(evaluations)} evaluations")
+    present = [s for s in EVAL_SETS if any(s in e["sets"] for e in evaluations)]
+    present += [s for e in evaluations for s in e["sets"] if s not in present]
+    sets = list(sets) if sets is not None else present
+    columns = [c for e in evaluations for c in e["columns"]]
+    columns = list(dict.fromkeys(["n"] + columns))
+    header = ["measure"] + [f"{s}: {lab}" for s in sets for lab in labels]
+    rows = []
+    for c in columns:
+        cells = []
+        for s in sets:
+            for e in evaluations:
+                if s not in e["sets"]:
+                    cells.append("-")
+                elif c == "n":
+                    cells.append(format_value(e.get("sizes", {}).get(s)))
+                else:
+                    cells.append(format_value(e["table"].get(s, {}).get(c)))
+        rows.append([c] + cells)
+    return _markdown(header, rows)
+
+
+def comparison_report(evaluations: Sequence[dict[str, Any]], *, labels: Sequence[str] | None = None) -> str:
+    """A markdown page comparing runs: which run is which, then :func:`comparison_table`."""
+    labels = list(labels) if labels is not None else _run_labels(evaluations)
+    lines = ["# Comparison of runs", ""]
+    for lab, e in zip(labels, evaluations):
+        lines.append(
+            f"- `{lab}`: `{e.get('run')}`, checkpoint `{e.get('checkpoint')}` (iteration {e.get('iteration')}), "
+            f"n = {e.get('n')}, seed {e.get('seed')}"
+        )
+    lines += ["", comparison_table(evaluations, labels=labels), ""]
+    lines += [f"- `{c}`: {COLUMN_DOCS[c]}" for c in dict.fromkeys(
+        c for e in evaluations for c in e["columns"]) if c in COLUMN_DOCS]
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(
+    out_dir: Any, evaluations: Sequence[dict[str, Any]], *, labels: Sequence[str] | None = None
+) -> Path:
+    """Write :func:`comparison_report` to ``out_dir/compare.md`` (the folder is created)."""
+    folder = Path(out_dir).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MusicRLError(f"cannot create folder {str(folder)!r}: {e.strerror or e}") from None
+    path = folder / COMPARISON_FILE
+    _write_text(path, comparison_report(evaluations, labels=labels))
+    return path

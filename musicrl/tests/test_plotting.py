@@ -63,3 +63,51 @@ def test_bad_shapes_raise(bad):
 def test_play_rejects_nan():
     with pytest.raises(MusicRLError, match="NaN"):
         plotting.play(np.array([0.0, np.nan]), sr=8000)
+
+
+# --- grids, players and tables for comparing sets ------------------------------------
+
+
+def test_piano_rolls_grid_has_a_row_per_set(rng):
+    real_seqs = (rng.random((4, 8, 24)) < 0.2).astype(np.float32)
+    rand_seq = (rng.random((8, 24)) < 0.2).astype(np.float32)
+    fig = plotting.plot_piano_rolls({"real": real_seqs, "rand": rand_seq}, lowest_pitch=48, n=3,
+                                    preds={"real": [0.9, 0.8, 0.7, 0.6]})
+    axes = np.array(fig.axes).reshape(2, 3)
+    np.testing.assert_array_equal(np.asarray(axes[0, 2].get_images()[0].get_array()), real_seqs[2].T)
+    assert axes[0, 1].get_title() == "real #1, D = 0.80"
+    assert axes[1, 0].get_title() == "rand #0"
+    assert not axes[1, 1].axison  # the one-piece set leaves the rest of its row empty
+    with pytest.raises(MusicRLError, match="dimensions"):
+        plotting.plot_piano_rolls({"bad": np.zeros(5)})
+
+
+def test_players_label_every_clip(rng):
+    html = plotting.players({"real": rng.uniform(-0.5, 0.5, (2, 800)), "one <clip>": np.zeros(400)},
+                            sr=8000, preds={"real": [0.25, 0.75]}).data
+    assert html.count("<audio") == 3
+    assert "D = 0.25" in html and "D = 0.75" in html
+    assert "one &lt;clip&gt;" in html  # names are escaped
+    with pytest.raises(MusicRLError, match="NaN"):
+        plotting.players({"x": np.array([0.0, np.nan])}, sr=8000)
+
+
+def test_set_comparison_draws_one_chart_per_measure():
+    table = {"real": {"a": 1.0, "b": 0.5}, "rand": {"a": 2.0, "b": 0.25}, "gen": {"a": 3.0}}
+    fig = plotting.plot_set_comparison(table, ncols=2, reference=0.5)
+    ax_a, ax_b = fig.axes[:2]
+    assert [p.get_height() for p in ax_a.patches] == [1.0, 2.0, 3.0]
+    heights = [p.get_height() for p in ax_b.patches]
+    assert heights[:2] == [0.5, 0.25] and np.isnan(heights[2])  # a missing measure is a gap
+    assert ax_a.get_title() == "a" and len(ax_a.get_lines()) == 1
+
+
+def test_mgeval_bars_and_table():
+    results = {
+        "rand": {"pitch_range": {"oa_real_inter": 0.2}, "polyphony": {"oa_real_inter": 0.4}},
+        "gen": {"pitch_range": {"oa_real_inter": 0.9}, "polyphony": {"oa_real_inter": 0.8}},
+    }
+    ax = plotting.plot_mgeval(results)
+    assert [p.get_height() for p in ax.patches] == [0.2, 0.4, 0.9, 0.8]
+    html = plotting.show_table({"rand": {"x": 0.12345, "y": "n/a"}, "gen": {"x": 1}}, fmt="{:.2f}").data
+    assert "<td>0.12</td>" in html and "<td>1.00</td>" in html and "<td>n/a</td>" in html

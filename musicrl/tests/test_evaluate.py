@@ -1,0 +1,399 @@
+"""Tests of the evaluation of runs: the four sets, the table, the report, comparisons and the commands.
+
+One tiny run (4-chord episodes, batches of 8, small models, 8 kHz audio, a
+folder of random progressions of which half the pieces are held out) is
+trained once per module and copied, so that the whole file stays light on
+the CPU; the fresh-discriminator test runs once, with one epoch.
+"""
+
+import contextlib
+import io
+import json
+import shutil
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from musicrl import evaluate, metrics, plotting
+from musicrl.cli import main
+from musicrl.config import Config, config_from_overrides, save_config
+from musicrl.errors import MusicRLError
+from musicrl.midi import rand_progression, save_midi
+from musicrl.train import train
+
+TINY = [
+    "n_steps=4", "batch_size=8", "window_hop=2", "holdout_fraction=0.5",
+    "sr=8000", "n_fft=400", "hop_length=200", "n_mels=16", "fmax=4000", "n_harmonics=3",
+    "d_channels=4", "d_replay_capacity=16", "d_jit_compile=false",
+    "policy_hidden=16", "policy_embed=8", "policy_jit_compile=false",
+    "pretrain_steps=2", "iterations=2", "checkpoint_every=1", "sample_every=0", "n_saved_samples=1",
+]
+N = 12
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _cli(argv):
+    """Run the command line in-process; return (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _summary_keys():
+    x = np.zeros((1, 4, 12), np.float32)
+    x[0, :, [0, 4, 7]] = 1
+    return list(metrics.summarize(x, reference_seqs=x))
+
+
+def _strict_json(path):
+    def no_constant(name):
+        raise AssertionError(f"{path} holds {name}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=no_constant)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A tiny trained run 'a' and a copy 'b' of it: {name: folder}."""
+    music = tmp_path_factory.mktemp("music")
+    rng = np.random.default_rng(7)
+    for i in range(8):
+        save_midi(rand_progression(rng, n_chords=12), music / f"piece{i}.mid")
+    root = tmp_path_factory.mktemp("runs")
+    result = train(config_from_overrides({}, sets=TINY), data=music, out=root, name="a", progress=False,
+                   handle_signals=False, log=lambda line: None)
+    assert result.status == "finished" and result.iteration == 2
+    shutil.copytree(root / "a", root / "b")
+    return {name: root / name for name in ("a", "b")}
+
+
+@pytest.fixture(scope="module")
+def evaluated(runs):
+    """``evaluate`` of run 'a' with every part: (exit code, stdout, stderr, metrics.json, report.md)."""
+    code, out, err = _cli(["evaluate", "--run", str(runs["a"]), "--n", str(N), "--d-epochs", "1", "--d-splits", "2",
+                           "--no-progress"])
+    run = runs["a"]
+    return code, out, err, _strict_json(run / "metrics.json"), (run / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def quick(runs):
+    """``evaluate`` of the copy 'b' without the fresh D and the plots: (exit code, stdout, metrics.json)."""
+    code, out, err = _cli(["evaluate", "--run", str(runs["b"]), "--n", str(N), "--no-d", "--no-plots",
+                           "--no-progress"])
+    assert code == 0, err
+    return code, out, _strict_json(runs["b"] / "metrics.json")
+
+
+# --------------------------------------------------------------------------
+# the random baseline
+
+
+@pytest.mark.parametrize("n_steps,lowest_pitch,n_pitches", [(4, 36, 48), (8, 48, 24), (6, 60, 12)])
+def test_rand_progression_seqs_are_chords_on_the_grid(n_steps, lowest_pitch, n_pitches):
+    cfg = Config(n_steps=n_steps, lowest_pitch=lowest_pitch, n_pitches=n_pitches)
+    rand_seqs = evaluate.rand_progression_seqs(10, cfg, seed=3)
+    assert rand_seqs.shape == (10, n_steps, n_pitches) and rand_seqs.dtype == np.float32
+    notes = rand_seqs.sum(axis=-1)
+    # a triad or a seventh chord on every step, nothing dropped by the grid
+    assert ((notes >= 3) & (notes <= 4)).all()
+    np.testing.assert_array_equal(rand_seqs, evaluate.rand_progression_seqs(10, cfg, seed=3))
+    assert not np.array_equal(rand_seqs, evaluate.rand_progression_seqs(10, cfg, seed=4))
+
+
+# --------------------------------------------------------------------------
+# one row: compare_to_real
+
+
+def test_compare_to_real_tells_alike_from_noise_and_copies(rng):
+    cfg = Config(n_steps=8)
+    real_seqs = evaluate.rand_progression_seqs(24, cfg, seed=1)
+    alike = evaluate.rand_progression_seqs(24, cfg, seed=5)
+    noise = (rng.random((24, 8, cfg.n_pitches)) < 0.2).astype(np.float32)
+    # six of the alike pieces were "training" pieces, none of the noise
+    train_seqs = [*alike[:6], *evaluate.rand_progression_seqs(10, cfg, seed=2)]
+    kwargs = dict(train_seqs=train_seqs, d_test=False, seed=0)
+    same = evaluate.compare_to_real(alike, real_seqs, cfg, **kwargs)
+    diff = evaluate.compare_to_real(noise, real_seqs, cfg, **kwargs)
+    assert list(same["row"]) == list(evaluate.HEADLINE_COLUMNS) + _summary_keys()
+    assert diff["row"]["seq_clf_acc"] > 0.9
+    assert same["row"]["seq_clf_acc"] < diff["row"]["seq_clf_acc"] - 0.2
+    assert same["row"]["mgeval_oa"] > diff["row"]["mgeval_oa"]
+    assert same["row"]["mgeval_kl"] < diff["row"]["mgeval_kl"]
+    assert set(same["mgeval"]) == set(evaluate.PIECE_FEATURES)
+    assert same["row"]["copy_rate"] == pytest.approx(6 / 24) and diff["row"]["copy_rate"] == 0.0
+    assert same["copy_run_length"] == 8
+    assert np.isnan(same["row"]["fresh_d_acc"]) and same["d_test"] == {}
+    assert any("not run" in note for note in same["notes"])
+
+
+def test_compare_to_real_with_too_few_clips_leaves_tests_out(rng):
+    cfg = Config(n_steps=4)
+    one = evaluate.rand_progression_seqs(1, cfg, seed=0)
+    res = evaluate.compare_to_real(one, one, cfg, d_test=True, seed=0)
+    assert np.isnan(res["row"]["seq_clf_acc"]) and np.isnan(res["row"]["fresh_d_acc"])
+    assert np.isnan(res["row"]["copy_rate"])
+    assert sum("too few" in note for note in res["notes"]) == 2
+    assert res["row"]["pitch_class_overlap"] == pytest.approx(1.0)
+
+
+def test_compare_to_real_rejects_bad_sets():
+    cfg = Config(n_steps=4)
+    good = evaluate.rand_progression_seqs(4, cfg, seed=0)
+    with pytest.raises(MusicRLError, match="pitch"):
+        evaluate.compare_to_real(good[..., :24], good, cfg, d_test=False)
+    with pytest.raises(MusicRLError, match="d_epochs"):
+        evaluate.compare_to_real(good, good, cfg, d_epochs=0)
+
+
+def test_grouped_folds_stop_a_classifier_from_recognising_pieces(rng):
+    # 12 real and 12 generated "pieces" from one distribution, 6 near-identical windows each:
+    # only the identity of a piece tells the sets apart
+    centers = rng.normal(size=(24, 30))
+    x = np.repeat(centers, 6, axis=0) + 0.01 * rng.normal(size=(144, 30))
+    piece = np.repeat(np.arange(24), 6)
+    real_x, gen_x = x[piece < 12], x[piece >= 12]
+    leaky = evaluate.classifier_two_sample_test(real_x, gen_x, seed=0)
+    fair = evaluate.classifier_two_sample_test(real_x, gen_x, seed=0, real_groups=piece[piece < 12],
+                                               gen_groups=piece[piece >= 12])
+    assert leaky["accuracy"] > 0.9
+    assert fair["accuracy"] < 0.75
+    with pytest.raises(MusicRLError, match="at least 5 groups"):
+        evaluate.classifier_two_sample_test(real_x, gen_x, real_groups=piece[piece < 12] % 3)
+    with pytest.raises(MusicRLError, match="one label per clip"):
+        evaluate.classifier_two_sample_test(real_x, gen_x, real_groups=piece[:5])
+
+
+# --------------------------------------------------------------------------
+# a whole run
+
+
+def test_evaluate_writes_report_metrics_and_plots(runs, evaluated):
+    code, out, err, _, report = evaluated
+    assert code == 0, err
+    run = runs["a"]
+    for name in (evaluate.REPORT_FILE, evaluate.EVALUATION_FILE) + evaluate.PLOT_FILES:
+        assert (run / name).is_file(), name
+    for name in evaluate.PLOT_FILES:
+        assert (run / name).read_bytes()[:8] == PNG_MAGIC
+        assert f"]({name})" in report
+    # the printed table is the one of the report, rows in order
+    table = evaluate.format_table(evaluate.load_evaluation(run))
+    assert table in out and table in report
+    rows = [line for line in table.splitlines()[2:]]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "real (held-out)", "random progressions", "pretrained only", "agent"]
+    assert f"| {N} |" in rows[1]
+    for column in evaluate.HEADLINE_COLUMNS:
+        assert f"- `{column}`: " in report
+
+
+def test_evaluate_metrics_json_has_every_measure_in_range(evaluated):
+    _, _, _, ev, _ = evaluated
+    assert ev["sets"] == list(evaluate.EVAL_SETS)
+    assert ev["columns"] == list(evaluate.HEADLINE_COLUMNS) + _summary_keys()
+    assert ev["checkpoint"] == "iter-0000002" and ev["iteration"] == 2
+    assert ev["pretrained_checkpoint"] == "pretrained" and ev["pretrain_steps"] == 2
+    assert ev["n"] == N and ev["sizes"]["random"] == ev["sizes"]["agent"] == N
+    data = ev["data"]
+    assert data["split"] == "heldout"
+    # 8 pieces of 12 chords, half held out by name: 5 windows of 4 steps per piece
+    assert data["real_pieces"] >= 1 and data["reference_pieces"] >= 1
+    assert data["real_windows"] == ev["sizes"]["real"] and data["reference_windows"] <= N
+    assert ev["settings"]["d_epochs"] == 1 and ev["settings"]["copy_run_length"] == 4
+    unit = ["fresh_d_acc", "seq_clf_acc", "mgeval_oa", "copy_rate", "pitch_class_overlap", "empty_step_rate",
+            "in_key_rate", "consonant_chord_rate", "repetition_rate", "top3_pitch_share"]
+    for name in ev["sets"]:
+        row = ev["table"][name]
+        assert set(row) == set(ev["columns"])
+        for column in unit:
+            assert row[column] is not None and 0.0 <= row[column] <= 1.0, (name, column, row[column])
+        assert row["mgeval_kl"] >= 0.0
+        assert 1.0 <= row["polyphony"] <= 12.0
+        assert set(ev["mgeval"][name]) == set(evaluate.PIECE_FEATURES)
+        assert ev["tests"][name]["fresh_d"]["n_splits"] == 2
+    assert ev["seconds"]["total"] > 0
+
+
+def test_real_halves_are_different_unseen_pieces(runs, evaluated):
+    data = evaluated[3]["data"]
+    run_info = json.loads((runs["a"] / "run.json").read_text())["data"]
+    real, reference = set(data["real_names"]), set(data["reference_names"])
+    assert real and reference and not real & reference
+    assert real | reference == set(run_info["heldout_names"])
+    assert len(real) == data["real_pieces"] and len(reference) == data["reference_pieces"]
+
+
+def test_evaluate_without_d_and_plots(runs, evaluated, quick):
+    ev_a, ev_b = evaluated[3], quick[2]
+    assert all(ev_b["table"][s]["fresh_d_acc"] is None for s in ev_b["sets"])
+    assert not any((runs["b"] / f).exists() for f in evaluate.PLOT_FILES)
+    assert all(f"]({f})" not in (runs["b"] / "report.md").read_text() for f in evaluate.PLOT_FILES)
+    # a copy of the run with the same seed: the same pieces, so the same numbers but for the D test
+    for s in ev_a["sets"]:
+        assert {k: v for k, v in ev_a["table"][s].items() if k != "fresh_d_acc"} == {
+            k: v for k, v in ev_b["table"][s].items() if k != "fresh_d_acc"}
+
+
+def test_compare_command_reads_two_evaluated_runs(runs, evaluated, quick, tmp_path):
+    code, out, err = _cli(["compare", str(runs["a"]), str(runs["b"] / "metrics.json"), "--out", str(tmp_path)])
+    assert code == 0, err
+    a, b = evaluate.load_evaluation(runs["a"]), evaluate.load_evaluation(runs["b"])
+    table = evaluate.comparison_table([a, b])
+    assert table in out and table in (tmp_path / "compare.md").read_text()
+    header = table.splitlines()[0]
+    assert header.index("real: a") < header.index("real: b") < header.index("random: a")
+    assert header.index("agent: a") < header.index("agent: b")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
+            for line in table.splitlines()[2:]}
+    assert list(rows)[:3] == ["n", "fresh_d_acc", "seq_clf_acc"]
+    # run a had the fresh D, run b was evaluated without it
+    assert rows["fresh_d_acc"][0] != "n/a" and rows["fresh_d_acc"][1] == "n/a"
+    assert rows["seq_clf_acc"][0] == rows["seq_clf_acc"][1] != "n/a"
+
+
+def test_evaluate_several_runs_prints_and_writes_the_comparison(runs, evaluated, tmp_path, monkeypatch):
+    # the evaluation itself is tested above; here only what the command does with several runs
+    calls = []
+
+    def fake_evaluate_run(run, **kwargs):
+        calls.append((run, kwargs))
+        ev = evaluate.load_evaluation(runs["a"])
+        return {**ev, "name": f"run{len(calls)}"}
+
+    monkeypatch.setattr(evaluate, "evaluate_run", fake_evaluate_run)
+    code, out, err = _cli(["evaluate", "--run", "x", "--run", "y", "--n", "7", "--seed", "3", "--no-d",
+                           "--out", str(tmp_path / "cmp")])
+    assert code == 0, err
+    assert [c[0] for c in calls] == ["x", "y"]
+    assert calls[0][1] == dict(n=7, seed=3, d_test=False, d_epochs=5, d_splits=3, plots=True, progress=True)
+    assert out.count("| set | n | fresh_d_acc") == 2
+    text = (tmp_path / "cmp" / evaluate.COMPARISON_FILE).read_text()
+    assert "real: run1 | real: run2" in text and "real: run1 | real: run2" in out
+
+
+# --------------------------------------------------------------------------
+# bad input: one clear line, exit code 2
+
+
+def _no_checkpoint(tmp_path):
+    run = tmp_path / "fresh"
+    run.mkdir()
+    save_config(config_from_overrides({}, sets=TINY), run / "config.json")
+    return run
+
+
+def _not_a_run(tmp_path):
+    (tmp_path / "stuff").mkdir()
+    return tmp_path / "stuff"
+
+
+@pytest.mark.parametrize(
+    "make,extra,match",
+    [
+        (lambda tmp: tmp / "missing", [], "does not exist"),
+        (_not_a_run, [], "is not a run folder"),
+        (_no_checkpoint, [], "has no checkpoint"),
+        (_no_checkpoint, ["--n", "1"], "n must be an int >= 2"),
+    ],
+    ids=["missing", "not-a-run", "no-checkpoint", "bad-n"],
+)
+def test_evaluate_bad_runs_fail_with_one_line(tmp_path, make, extra, match):
+    code, out, err = _cli(["evaluate", "--run", str(make(tmp_path)), "--no-progress"] + extra)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [(None, "no evaluation in"), ("{not json", "is not valid JSON"), ('{"table": 1}', "is not an evaluation")],
+    ids=["none", "corrupt", "foreign"],
+)
+def test_compare_without_evaluation_fails_with_one_line(tmp_path, content, match):
+    run = _no_checkpoint(tmp_path)
+    if content is not None:
+        (run / "metrics.json").write_text(content)
+    code, _, err = _cli(["compare", str(run)])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0], err
+
+
+# --------------------------------------------------------------------------
+# tables
+
+
+def _fake_evaluation(name, table, sets=("real", "agent")):
+    columns = list(next(iter(table.values())))
+    return {"name": name, "sets": list(sets), "columns": columns, "table": table,
+            "sizes": {s: 7 for s in sets}, "labels": {s: evaluate.SET_LABELS[s] for s in sets}}
+
+
+@pytest.mark.parametrize(
+    "value,text",
+    [(None, "n/a"), (float("nan"), "n/a"), (float("inf"), "n/a"), (3.0, "3"), (0.12345, "0.123"),
+     (123.456, "123.5"), ("x", "n/a")],
+)
+def test_format_value(value, text):
+    assert evaluate.format_value(value) == text
+
+
+def test_tables_show_missing_values_and_missing_sets():
+    one = _fake_evaluation("one", {"real": {"acc": 0.5, "kl": None}, "agent": {"acc": 0.75, "kl": 0.25}})
+    two = _fake_evaluation("two", {"real": {"acc": 0.5, "kl": 0.0}}, sets=("real",))
+    table = evaluate.format_table(one).splitlines()
+    assert table[0] == "| set | n | acc | kl |"
+    assert table[2] == "| real (held-out) | 7 | 0.500 | n/a |"
+    assert table[3] == "| agent | 7 | 0.750 | 0.250 |"
+    side = evaluate.comparison_table([one, two]).splitlines()
+    assert side[0] == "| measure | real: one | real: two | agent: one | agent: two |"
+    assert side[2] == "| n | 7 | 7 | 7 | - |"
+    assert side[3] == "| acc | 0.500 | 0.500 | 0.750 | - |"
+    same_name = evaluate.comparison_table([one, one]).splitlines()[0]
+    assert "real: one (1)" in same_name and "real: one (2)" in same_name
+    with pytest.raises(MusicRLError, match="not an evaluation"):
+        evaluate.format_table({"table": {}})
+    with pytest.raises(MusicRLError, match="2 labels"):
+        evaluate.comparison_table([one], labels=["x", "y"])
+
+
+# --------------------------------------------------------------------------
+# plots of the report
+
+
+def test_feature_hists_one_chart_per_scalar_feature(rng):
+    cfg = Config(n_steps=8)
+    feats = {
+        "real": evaluate.piece_features(evaluate.rand_progression_seqs(6, cfg, seed=0)),
+        "gen": evaluate.piece_features((rng.random((5, 8, 48)) < 0.1).astype(np.float32)),
+    }
+    fig = plotting.plot_feature_hists(feats, ncols=3)
+    scalar = [k for k, v in feats["real"].items() if v.ndim == 1]
+    shown = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in shown] == scalar
+    assert [t.get_text() for t in shown[0].get_legend().get_texts()] == ["real", "gen"]
+    with pytest.raises(MusicRLError, match="no feature"):
+        plotting.plot_feature_hists({"a": {"x": np.ones(3)}, "b": {"y": np.ones(3)}})
+
+
+def test_pitch_class_hists_draw_one_bar_per_set_and_class():
+    hists = {"real": np.full(12, 1 / 12), "gen": np.eye(12)[0]}
+    ax = plotting.plot_pitch_class_hists(hists)
+    heights = [p.get_height() for p in ax.patches]
+    assert len(heights) == 24 and heights[12] == 1.0 and sum(heights[13:]) == 0.0
+    assert [t.get_text() for t in ax.get_xticklabels()][:3] == ["C", "C#", "D"]
+    with pytest.raises(MusicRLError, match=r"shape \(12,\)"):
+        plotting.plot_pitch_class_hists({"bad": np.ones(11)})
