@@ -67,7 +67,10 @@ __all__ = [
     "d_input_kind",
     "d_input_shape",
     "d_inputs",
+    "discriminator_accuracy",
+    "fit_discriminator",
     "predict_step_logits",
+    "predict_step_probs",
     "step_frame_indices",
     "step_logits_fn",
 ]
@@ -636,3 +639,146 @@ def predict_step_logits(discriminator: Any, x: Any, cfg=None) -> np.ndarray:
     if not np.all(np.isfinite(out)):
         raise MusicRLError("discriminator returned NaN or inf logits")
     return out
+
+
+def predict_step_probs(discriminator: Any, x: Any, cfg=None) -> np.ndarray:
+    """D's per-step probability that the piece heard so far is real: ``sigmoid`` of :func:`predict_step_logits`.
+
+    Parameters
+    ----------
+    discriminator, x, cfg
+        As in :func:`predict_step_logits`.
+
+    Returns
+    -------
+    step_probs : np.ndarray, shape=(batch, n_steps), dtype=float32
+        In [0, 1]; column ``-1`` is D's judgement of the whole clip.
+    """
+    logits = predict_step_logits(discriminator, x, cfg)
+    # tanh form: no overflow for large negative logits
+    return (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))).astype(np.float32)
+
+
+def discriminator_accuracy(discriminator: Any, real_x: Any, gen_x: Any, cfg=None) -> dict[str, float]:
+    """Share of clips D puts on the right side, judged by the sign of its last-step logit.
+
+    Parameters
+    ----------
+    discriminator : DiscriminatorTrainer, keras.Model or callable
+        As in :func:`predict_step_logits`.
+    real_x, gen_x : array-like, shape=(n_real, *d_input_shape), (n_gen, *d_input_shape)
+        Inputs of real clips (right when the logit is > 0) and of generated
+        or random clips (right when it is < 0); e.g. held-out clips.
+    cfg : Config, optional
+        When given, the inputs are validated against it.
+
+    Returns
+    -------
+    accuracy : dict of str to float
+        ``acc_real``, ``acc_gen`` (each in [0, 1]) and ``acc``, their mean
+        (balanced accuracy: 0.5 is chance whatever the two sizes).
+    """
+    logits_real = predict_step_logits(discriminator, real_x, cfg)[:, -1]
+    logits_gen = predict_step_logits(discriminator, gen_x, cfg)[:, -1]
+    if len(logits_real) == 0 or len(logits_gen) == 0:
+        raise MusicRLError(
+            f"need at least one clip of each set, got {len(logits_real)} real and {len(logits_gen)} generated"
+        )
+    acc_real = float(np.mean(logits_real > 0))
+    acc_gen = float(np.mean(logits_gen < 0))
+    return {"acc_real": acc_real, "acc_gen": acc_gen, "acc": 0.5 * (acc_real + acc_gen)}
+
+
+def fit_discriminator(
+    trainer: DiscriminatorTrainer,
+    real_x: Any,
+    gen_x: Any,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: Any = 0,
+    val_real_x: Any = None,
+    val_gen_x: Any = None,
+    eval_every: int = 10,
+    progress: bool = False,
+) -> list[dict[str, float]]:
+    """Train D alone on fixed sets of real and generated inputs (e.g. real vs random clips).
+
+    Every step draws ``batch_size`` real and ``batch_size`` generated inputs
+    (distinct within a step; at most the whole set) and calls
+    ``trainer.train_step`` once, so the trainer's stabilisers (label
+    smoothing, replay, penalty) apply as in adversarial training.
+
+    Parameters
+    ----------
+    trainer : DiscriminatorTrainer
+        The D to train (updated in place).
+    real_x, gen_x : array-like, shape=(n_real, *d_input_shape), (n_gen, *d_input_shape)
+        Training inputs: mels, or seqs for the 'seq' D (see :func:`d_inputs`).
+    steps : int
+        Updates of D.
+    batch_size : int
+        Inputs of each set per update.
+    seed : int or np.random.Generator
+        Randomness of the batch draws.
+    val_real_x, val_gen_x : array-like, optional
+        Held-out inputs; when both are given, every row also holds
+        ``val_acc_real``, ``val_acc_gen`` and ``val_acc``
+        (:func:`discriminator_accuracy` at that step).
+    eval_every : int
+        Steps per row of the history.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    history : list of dict
+        One row per ``eval_every`` steps and one after the last step:
+        ``step`` (updates done), and the training metrics of
+        :meth:`DiscriminatorTrainer.train_step` (``loss``, ``loss_real``,
+        ``loss_gen``, ``gp``, ``acc_real``, ``acc_gen``) averaged over the
+        steps since the previous row, plus the held-out accuracies.
+
+    Raises
+    ------
+    MusicRLError
+        On a bad input shape or setting, or only one of the held-out sets.
+    """
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise MusicRLError(f"{name} must be a positive int, got {value!r}")
+    if (val_real_x is None) != (val_gen_x is None):
+        raise MusicRLError("give both val_real_x and val_gen_x, or neither")
+    cfg = trainer.cfg
+    real = check_d_inputs(real_x, cfg, name="real_x")
+    gen = check_d_inputs(gen_x, cfg, name="gen_x")
+    if val_real_x is not None:
+        val_real = check_d_inputs(val_real_x, cfg, name="val_real_x")
+        val_gen = check_d_inputs(val_gen_x, cfg, name="val_gen_x")
+    rng = as_rng(seed)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(steps), desc="D", unit="step")
+    history: list[dict[str, float]] = []
+    since: list[dict[str, float]] = []
+    for step in range(1, int(steps) + 1):
+        real_b = real[rng.choice(len(real), min(int(batch_size), len(real)), replace=False)]
+        gen_b = gen[rng.choice(len(gen), min(int(batch_size), len(gen)), replace=False)]
+        since.append(trainer.train_step(real_b, gen_b))
+        if bar is not None:
+            bar.update(1)
+        if step % eval_every == 0 or step == steps:
+            row = {"step": step}
+            row.update({k: float(np.mean([m[k] for m in since])) for k in since[0]})
+            if val_real_x is not None:
+                acc = discriminator_accuracy(trainer, val_real, val_gen)
+                row.update({f"val_{k}": v for k, v in acc.items()})
+            history.append(row)
+            since = []
+            if bar is not None:
+                bar.set_postfix_str(f"loss {row['loss']:.3f}")
+    if bar is not None:
+        bar.close()
+    return history

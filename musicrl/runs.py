@@ -274,31 +274,50 @@ class MetricsLog:
     def __init__(self, path: str | os.PathLike, *, keep_until: int | None = None, key: str = "iteration") -> None:
         self.path = Path(path)
         self.key = key
-        if keep_until is not None and self.path.is_file():
-            rows = [r for r in read_metrics(self.path) if int(r.get(key, 0)) <= keep_until]
-            text = "".join(json.dumps(r, default=_json_default) + "\n" for r in rows)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, self.path)
         try:
+            if keep_until is not None and self.path.is_file():
+                rows = [r for r in read_metrics(self.path) if int(r.get(key, 0)) <= keep_until]
+                text = "".join(json.dumps(r, default=_json_default) + "\n" for r in rows)
+                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+                try:
+                    tmp.write_text(text)
+                    os.replace(tmp, self.path)
+                finally:
+                    tmp.unlink(missing_ok=True)
             self._file = open(self.path, "a")
         except OSError as e:
             raise MusicRLError(f"cannot write {str(self.path)!r}: {e.strerror or e}") from None
 
     def append(self, row: dict[str, Any]) -> None:
-        """Write one row (numbers as JSON numbers, NaN/inf as null)."""
+        """Write one row (numbers as JSON numbers, NaN/inf as null).
+
+        Raises
+        ------
+        MusicRLError
+            If the row cannot be written (e.g. the disk is full).
+        """
         clean = {k: _finite_or_none(v) for k, v in row.items()}
-        self._file.write(json.dumps(clean, default=_json_default) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(clean, default=_json_default) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise MusicRLError(f"cannot write {str(self.path)!r}: {e.strerror or e}") from None
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as e:  # the flush of a row that a full disk refused
+            raise MusicRLError(f"cannot write {str(self.path)!r}: {e.strerror or e}") from None
 
     def __enter__(self) -> "MetricsLog":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            self.close()
+        except MusicRLError:
+            if exc_type is None:
+                raise  # otherwise the error already on its way says more
 
 
 def _finite_or_none(v: Any) -> Any:

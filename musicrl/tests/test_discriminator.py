@@ -17,7 +17,10 @@ from musicrl.discriminator import (
     d_input_kind,
     d_input_shape,
     d_inputs,
+    discriminator_accuracy,
+    fit_discriminator,
     predict_step_logits,
+    predict_step_probs,
     step_frame_indices,
 )
 from musicrl.errors import MusicRLError
@@ -365,3 +368,58 @@ def test_trainer_state_round_trip_reproduces_batches(rng):
     other.set_state(state)
     gen = make()
     np.testing.assert_array_equal(other.buffer.mix(gen, 0.5), trainer.buffer.mix(gen, 0.5))
+
+
+# --- probabilities, accuracy and fitting D alone -------------------------------------
+
+
+def test_predict_step_probs_is_the_sigmoid_of_the_logits(rng):
+    logits = np.array([[-800.0, -3.0, 0.0], [2.0, 40.0, 800.0]], dtype=np.float32)
+    probs = predict_step_probs(lambda x: logits, np.zeros((2, 3, 12), np.float32))
+    assert probs.shape == (2, 3) and probs.dtype == np.float32
+    from scipy.special import expit
+
+    np.testing.assert_allclose(probs, expit(logits.astype(np.float64)), atol=1e-7)
+
+
+@pytest.mark.parametrize("n_real,n_gen", [(4, 4), (2, 6)])
+def test_discriminator_accuracy_counts_last_step_signs(n_real, n_gen):
+    # a fake D whose last-step logit is the input's first value: earlier steps must not count
+    def fake_d(x):
+        return np.stack([-x[:, 0, 0], x[:, 0, 0]], axis=1)
+
+    real_x = np.zeros((n_real, 3, 12), np.float32)
+    real_x[: n_real // 2, 0, 0] = 1.0  # half the real clips right
+    gen_x = np.ones((n_gen, 3, 12), np.float32)
+    gen_x[:1, 0, 0] = -1.0  # one generated clip right
+    acc = discriminator_accuracy(fake_d, real_x, gen_x)
+    assert acc["acc_real"] == pytest.approx((n_real // 2) / n_real)
+    assert acc["acc_gen"] == pytest.approx(1 / n_gen)
+    assert acc["acc"] == pytest.approx(0.5 * (acc["acc_real"] + acc["acc_gen"]))
+
+
+def test_fit_discriminator_learns_and_logs_rows(rng):
+    cfg = Config(n_steps=8, d_arch="seq", d_learning_rate=3e-3, d_beta_1=0.9, d_label_smoothing=0.0)
+    real_seqs = _rand_seqs(rng, cfg, 80, "progression")
+    rand_seqs = _rand_seqs(rng, cfg, 80, "noise")
+    keras.utils.set_random_seed(0)
+    trainer = DiscriminatorTrainer(cfg, seed=1)
+    history = fit_discriminator(trainer, real_seqs[:64], rand_seqs[:64], steps=25, batch_size=16, seed=2,
+                                val_real_x=real_seqs[64:], val_gen_x=rand_seqs[64:], eval_every=10)
+    assert [row["step"] for row in history] == [10, 20, 25]
+    assert {"loss", "acc_real", "acc_gen", "val_acc_real", "val_acc_gen", "val_acc"} <= set(history[-1])
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["val_acc"] > 0.9
+    assert history[-1]["val_acc"] == discriminator_accuracy(trainer, real_seqs[64:], rand_seqs[64:])["acc"]
+
+
+def test_fit_discriminator_bad_settings_raise(rng):
+    cfg = Config(n_steps=4, d_arch="seq")
+    trainer = DiscriminatorTrainer(cfg)
+    x = np.zeros((4, 4, cfg.n_pitches), np.float32)
+    with pytest.raises(MusicRLError, match="steps"):
+        fit_discriminator(trainer, x, x, steps=0, batch_size=2)
+    with pytest.raises(MusicRLError, match="neither"):
+        fit_discriminator(trainer, x, x, steps=1, batch_size=2, val_real_x=x)
+    with pytest.raises(MusicRLError, match="real_x"):
+        fit_discriminator(trainer, x[:, :3], x, steps=1, batch_size=2)
