@@ -773,9 +773,13 @@ def build_policy(cfg: Any, vocab: np.ndarray | None = None) -> ChordPolicy:
 
 
 def vocab_kwargs(cfg: Any) -> dict[str, Any]:
-    """Keyword arguments of :func:`build_chord_vocab` for a :class:`~musicrl.config.Config`."""
+    """Keyword arguments of :func:`build_chord_vocab` for a :class:`~musicrl.config.Config`.
+
+    The transposition is at least ``cfg.transpose``, the augmentation of the
+    real windows, so every chord the policy is pretrained on is a vocabulary chord.
+    """
     return {
-        "transpose": cfg.vocab_transpose,
+        "transpose": max(cfg.vocab_transpose, cfg.transpose),
         "max_size": cfg.vocab_max_size or None,
         "min_count": cfg.vocab_min_count,
     }

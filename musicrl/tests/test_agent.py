@@ -162,20 +162,34 @@ def test_sample_is_reproducible_from_a_seed(head):
 
 
 @pytest.mark.parametrize("head", ["vocab", "bernoulli"])
-@pytest.mark.parametrize("temperature", [1.0, 0.6])
-def test_sampled_log_probs_equal_teacher_forced_ones(head, temperature):
+def test_sampled_log_probs_equal_teacher_forced_ones(head):
     policy = _policy(head)
-    sample = policy.sample(64, 1, n_steps=6, temperature=temperature)
-    np.testing.assert_allclose(
-        policy.log_prob(sample.seqs, temperature=temperature), sample.log_probs, atol=LOGP_ATOL
-    )
-    np.testing.assert_allclose(
-        policy.entropy(sample.seqs, temperature=temperature), sample.entropies, atol=LOGP_ATOL
-    )
+    for temperature in (1.0, 0.6, 2.0):
+        sample = policy.sample(64, 1, n_steps=6, temperature=temperature)
+        np.testing.assert_allclose(
+            policy.log_prob(sample.seqs, temperature=temperature), sample.log_probs, atol=LOGP_ATOL
+        )
+        np.testing.assert_allclose(
+            policy.entropy(sample.seqs, temperature=temperature), sample.entropies, atol=LOGP_ATOL
+        )
     # the keras call is the teacher-forced pass at temperature 1
-    np.testing.assert_allclose(
-        policy(sample.seqs).numpy(), policy.log_prob(sample.seqs), atol=LOGP_ATOL
-    )
+    np.testing.assert_allclose(policy(sample.seqs).numpy(), policy.log_prob(sample.seqs), atol=LOGP_ATOL)
+
+
+@pytest.mark.parametrize("n_pitches", [3, 60])
+def test_vocab_lookups_in_and_out_of_the_graph_agree(n_pitches, rng):
+    # 3 pitches: the Bernoulli branch often lands on vocabulary chords; 60 pitches: chord keys of two words
+    vocab = (rng.random((7, n_pitches)) < 0.4).astype(np.float32)
+    vocab = np.unique(vocab, axis=0)
+    policy = ChordPolicy(n_pitches, vocab=vocab, hidden_size=8, embed_size=4, jit_compile=False)
+    sample = policy.sample(256, rng, n_steps=3)
+    np.testing.assert_allclose(policy.log_prob(sample.seqs), sample.log_probs, atol=LOGP_ATOL)
+    chords = sample.seqs.reshape(-1, n_pitches)
+    if n_pitches == 3:
+        assert np.any(_in_rows(chords, vocab) & ~sample.from_vocab.ravel())
+    mixed = np.stack([vocab[:4], (rng.random((4, n_pitches)) < 0.5).astype(np.float32)], axis=1)
+    # the keras call finds vocab indices in the graph, log_prob by a hash lookup
+    np.testing.assert_allclose(policy(mixed).numpy(), policy.log_prob(mixed), atol=LOGP_ATOL)
 
 
 @pytest.mark.parametrize("head", ["vocab", "bernoulli"])
@@ -193,10 +207,10 @@ def test_temperature_orders_entropy(head):
 
 
 def test_xla_and_plain_graphs_agree():
-    jit = _policy(jit_compile=True)
+    jit = _policy(jit_compile=True, hidden_size=16, embed_size=8)
     plain = ChordPolicy.from_config({**jit.get_config(), "jit_compile": False})
     plain.set_weights(jit.get_weights())
-    a, b = jit.sample(32, 5, n_steps=4), plain.sample(32, 5, n_steps=4)
+    a, b = jit.sample(32, 5, n_steps=3), plain.sample(32, 5, n_steps=3)
     np.testing.assert_array_equal(a.seqs, b.seqs)
     np.testing.assert_allclose(a.log_probs, b.log_probs, atol=LOGP_ATOL)
     np.testing.assert_allclose(jit.log_prob(a.seqs), a.log_probs, atol=LOGP_ATOL)
@@ -467,7 +481,12 @@ def test_ref_policy_must_match():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"n": 0}, "n must be"), ({"n_steps": 0}, "n_steps"), ({"temperature": 0.0}, "temperature"), ({"rng": -1}, "seed")],
+    [
+        ({"n": 0}, "n must be"),
+        ({"n_steps": 0}, "n_steps"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"rng": -1}, "seed"),
+    ],
 )
 def test_sample_rejects_bad_input(kwargs, match):
     args = {"n": 4, "rng": 0, "n_steps": 4, **kwargs}
@@ -530,6 +549,8 @@ def test_build_policy_from_config(head):
                  policy_jit_compile=False, vocab_transpose=1, vocab_max_size=5)
     vocab = build_chord_vocab(_real_seqs(), **vocab_kwargs(cfg))
     assert len(vocab) == 5
+    # the vocabulary follows the augmentation of the real windows
+    assert vocab_kwargs(Config(transpose=3, vocab_transpose=1))["transpose"] == 3
     policy = build_policy(cfg, vocab)
     assert (policy.head, policy.hidden_size, policy.embed_size, policy.has_value_head) == (head, 16, 8, True)
     assert (policy.vocab is None) == (head == "bernoulli")
