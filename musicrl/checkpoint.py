@@ -73,11 +73,15 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_tree(path: Path) -> None:
@@ -185,15 +189,23 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
 
 
 def latest_checkpoint(root: str | os.PathLike) -> Path | None:
-    """The checkpoint ``root/latest`` names (or, failing that, the newest complete one); None if none."""
+    """The checkpoint ``root/latest`` names (or, failing that, the newest complete one); None if none.
+
+    A newer complete iteration checkpoint wins over an older one the pointer
+    names: a crash between a folder's rename into place and the pointer's
+    update leaves the pointer one checkpoint behind.
+    """
     root = Path(root)
     try:
         name = (root / LATEST_FILE).read_text().strip()
     except OSError:
         name = ""
-    if name and "/" not in name and _is_complete(root / name):
-        return root / name
     found = list_checkpoints(root)
+    if name and "/" not in name and _is_complete(root / name):
+        named = checkpoint_iteration(name)
+        if named is not None and found and checkpoint_iteration(found[-1]) > named:
+            return found[-1]
+        return root / name
     return found[-1] if found else None
 
 
@@ -249,8 +261,9 @@ def load_checkpoint(
 def prune_checkpoints(root: str | os.PathLike, *, keep: int) -> list[Path]:
     """Delete all but the newest ``keep`` iteration checkpoints (never the one ``latest`` names).
 
-    Named checkpoints such as ``pretrained`` are never deleted. Leftover
-    temporary folders of interrupted writes are removed too.
+    Named checkpoints such as ``pretrained`` are never deleted. Leftovers
+    of interrupted writes and deletions (hidden folders, a temporary pointer
+    file) are removed too.
 
     Returns
     -------
@@ -265,10 +278,18 @@ def prune_checkpoints(root: str | os.PathLike, *, keep: int) -> list[Path]:
     for p in found[: max(0, len(found) - int(keep))]:
         if latest is not None and p.resolve() == latest.resolve():
             continue
-        shutil.rmtree(p, ignore_errors=True)
+        # hidden first, in one step: a crash while deleting must not leave a visible folder missing files
+        trash = root / f".del-{p.name}-{os.getpid()}"
+        try:
+            os.replace(p, trash)
+        except OSError:
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
         removed.append(p)
     if root.is_dir():
         for p in root.iterdir():
-            if p.is_dir() and p.name.startswith((".tmp-", ".old-")):
+            if p.is_dir() and p.name.startswith((".tmp-", ".old-", ".del-")):
                 shutil.rmtree(p, ignore_errors=True)
+            elif p.is_file() and p.name.startswith(f".{LATEST_FILE}.") and p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)
     return removed
