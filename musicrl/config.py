@@ -138,7 +138,7 @@ class Config:
     policy_embed: int = 32
     """Size of the chord-token embeddings the vocab head's softmax scores against."""
     vocab_transpose: int = 0
-    """Also put every training chord transposed by up to +-this many semitones in the vocabulary."""
+    """Also put every training chord transposed by up to +-this many semitones in the vocabulary (at least 'transpose' is used)."""
     vocab_max_size: int = 0
     """Keep only this many most frequent chords in the vocabulary (0: all; fewer is faster, the rest go to <other>)."""
     vocab_min_count: int = 1
@@ -191,6 +191,14 @@ class Config:
     """Ask TensorFlow for deterministic kernels, so a seed reproduces a run exactly (slower)."""
     real_mel_cache: int = 4096
     """Real clips whose log-mels are kept in memory for reuse (0: none); 4096 default-size clips take 0.5 GB."""
+
+    # --- distribution (distribute) ------------------------------------------
+    strategy: str = "default"
+    """How training uses devices: 'default' (one), 'mirrored' (this machine's GPUs, or ``devices``) or 'multiworker' (the machines of TF_CONFIG)."""
+    devices: str = ""
+    """Devices of the 'mirrored' strategy, comma-separated, e.g. 'GPU:0,GPU:1' (empty: every GPU, else every CPU device)."""
+    cpu_devices: int = 0
+    """Split the CPU into this many logical devices when TensorFlow starts (0: as found; e.g. 2 to try 'mirrored' without a GPU)."""
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -293,6 +301,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "reward_kind": ("log_d", "logit"),
     "on_nonfinite": ("stop", "skip"),
     "policy_head": ("vocab", "bernoulli"),
+    "strategy": ("default", "mirrored", "multiworker"),
 }
 
 _POSITIVE = (
@@ -310,6 +319,7 @@ _POSITIVE += ("policy_hidden", "policy_embed", "sample_temperature", "policy_lea
               "pretrain_learning_rate", "vocab_min_count")
 _NON_NEGATIVE += ("vocab_transpose", "vocab_max_size", "entropy_coef", "kl_coef", "value_coef",
                   "policy_clip_norm")
+_NON_NEGATIVE += ("cpu_devices",)
 
 
 def _check_values(cfg: Config) -> None:
@@ -371,6 +381,8 @@ def _check_values(cfg: Config) -> None:
             f"({cfg.hop_length} samples at sr={cfg.sr}): raise 'step_beats' or lower 'bpm'"
         )
     _check_discriminator_reward(cfg)
+    if cfg.devices.strip() and not all(d.strip() for d in cfg.devices.split(",")):
+        raise MusicRLError(f"config field 'devices' must be device names separated by commas, got {cfg.devices!r}")
     if cfg.iterations == 0 and cfg.minutes == 0:
         raise MusicRLError("config fields 'iterations' and 'minutes' are both 0: a run needs one of the two limits")
 

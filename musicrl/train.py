@@ -25,14 +25,23 @@ continues it exactly where it stopped. A NaN or inf in a reward, a loss or
 a weight stops the run at the iteration where it appears (or, with
 ``on_nonfinite='skip'``, undoes that update and goes on), leaving the last
 good checkpoint in place.
+
+With ``strategy='mirrored'`` or ``'multiworker'`` the same loop runs over
+several devices or machines (see :mod:`musicrl.distribute`): models,
+optimizers and the replay buffer are made under the strategy's scope, each
+worker plays and listens to its share of the batch, D and the policy take
+their update steps per replica, and only the chief writes the run folder.
+A checkpoint does not depend on the strategy it was written under.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import contextlib
 import signal
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -63,6 +72,7 @@ from .checkpoint import (
 from .config import Config, config_from_overrides, load_config
 from .data import RealData, load_default, load_folder, resolve_data_dir, sample_real_seqs
 from .discriminator import DiscriminatorTrainer, d_input_kind, d_inputs
+from .distribute import Distribution, make_distribution
 from .errors import MusicRLError
 from .mel import seq_to_mel
 from .metrics import distinct_chords, pitch_class_overlap, top_pitch_share
@@ -105,6 +115,7 @@ __all__ = [
 RESUME_FIELDS = (
     "iterations", "minutes", "checkpoint_every", "keep_checkpoints", "sample_every", "n_saved_samples",
     "collapse_every", "on_nonfinite", "d_steps", "pretrain_minutes", "deterministic", "real_mel_cache",
+    "strategy", "devices", "cpu_devices",
 )
 """Settings that may change when a run is resumed (the others fix the models and the data)."""
 
@@ -113,6 +124,9 @@ _N_REFERENCE = 1024  # real windows the pitch-class overlap is measured against
 _MAX_SKIPS = 10  # consecutive skipped batches after which on_nonfinite='skip' gives up
 _DENSE_CHORD = 8  # clips with a chord of more notes are turned into mels apart from the others
 _MEL_BATCH_STEP = 16  # mel batches are padded to a multiple of this many clips
+# streams of the generators of workers of a cluster, keyed by (seed, stream, counter, worker)
+_ROLLOUT_STREAM = 11
+_PRETRAIN_STREAM = 12
 
 
 class NonFiniteError(MusicRLError):
@@ -573,8 +587,8 @@ class TrainResult:
 
     Attributes
     ----------
-    run_dir : Path
-        The run folder.
+    run_dir : Path or None
+        The run folder (None on a worker other than the chief, for a new run).
     iteration : int
         Iterations done when the run stopped.
     status : str
@@ -584,10 +598,10 @@ class TrainResult:
     message : str
         The line printed when the run stopped.
     checkpoint : Path or None
-        The newest checkpoint on disk.
+        The newest checkpoint on disk (None on a worker other than the chief).
     """
 
-    run_dir: Path
+    run_dir: Path | None
     iteration: int
     status: str
     message: str
@@ -644,6 +658,7 @@ def train(
     on_iteration : callable, optional
         Called as ``on_iteration(row, state)`` at the end of every iteration,
         after its row is logged and any checkpoint written (e.g. for live plots).
+        Under a strategy of several workers, on the chief only.
     log : callable
         Receives the run's messages (default ``print``).
 
@@ -657,6 +672,17 @@ def train(
         On a bad setting, unusable data, an unwritable output folder, or
         nothing to resume. A NaN/inf stops the run with status 'nonfinite'
         instead of raising.
+
+    Notes
+    -----
+    ``cfg.strategy`` 'mirrored' or 'multiworker' trains under a
+    ``tf.distribute`` strategy (see :mod:`musicrl.distribute`), set up first
+    (call ``train`` before any other TensorFlow work of the process). Under
+    'multiworker' every worker calls ``train`` with the same settings; the
+    chief writes the run folder, the others write nothing there, and to
+    resume, every worker must read the run folder at the same path (shared
+    storage). A run may be resumed under another strategy (``strategy`` is
+    one of :data:`RESUME_FIELDS`).
     """
     wall_start = time.perf_counter()
 
@@ -688,9 +714,46 @@ def train(
         if overrides:
             raise MusicRLError("overrides are for resumed runs; pass the settings in cfg")
         cfg = cfg if cfg is not None else Config()
+        run_dir = ckpt_path = None
+
+    # ---- devices: one, or a tf.distribute strategy (set up before any other TensorFlow work) ----
+    dist = make_distribution(cfg)
+    run = dict(cfg=cfg, dist=dist, run_dir=run_dir, ckpt_path=ckpt_path, data=data, progress=progress,
+               handle_signals=handle_signals, on_iteration=on_iteration, log=log, wall_start=wall_start)
+    if dist is not None and not dist.is_chief:
+        # as in TensorFlow's multi-worker guide: only the chief writes the run folder; the others write
+        # their checkpoints (and logs) into a temporary folder that is deleted when they finish
+        with tempfile.TemporaryDirectory(prefix=f"musicrl-worker{dist.worker_index}-") as scratch:
+            worker = f"[worker {dist.worker_index}] "
+            run.update(paths=run_paths(scratch), progress=False, on_iteration=None,
+                       log=lambda text: log("\n".join(worker + line for line in str(text).splitlines())))
+            return _train_run(**run)
+    if run_dir is None:
         run_dir = new_run_dir(out if out is not None else DEFAULT_RUNS_ROOT, name, seed=cfg.seed)
-        paths = run_paths(run_dir)
-        ckpt_path = None
+    run.update(run_dir=run_dir, paths=run_paths(run_dir))
+    return _train_run(**run)
+
+
+def _scope(dist: Distribution | None):
+    return dist.scope() if dist is not None else contextlib.nullcontext()
+
+
+def _train_run(
+    cfg: Config,
+    dist: Distribution | None,
+    *,
+    run_dir: Path | None,
+    paths: RunPaths,
+    ckpt_path: Path | None,
+    data: str | Path | None,
+    progress: bool,
+    handle_signals: bool,
+    on_iteration: Callable[[dict[str, Any], TrainState], None] | None,
+    log: Callable[[str], None],
+    wall_start: float,
+) -> TrainResult:
+    """The body of :func:`train` once the settings, the strategy and the folder to write (``paths``) are known."""
+    chief = dist is None or dist.is_chief
 
     # ---- seeding, data, models ---------------------------------------------------
     rng = seed_everything(cfg.seed, deterministic_ops=cfg.deterministic)
@@ -699,29 +762,36 @@ def train(
         real_windows = real_data.train_windows
         if len(real_windows) == 0:
             raise MusicRLError(f"no training windows of {cfg.n_steps} steps in {real_data.root!r}")
-        state = build_train_state(cfg, real_windows, rng=rng) if ckpt_path is None else None
+        with _scope(dist):
+            state = build_train_state(cfg, real_windows, rng=rng) if ckpt_path is None else None
     except BaseException:
-        if ckpt_path is None and not any(run_dir.iterdir()):
+        if chief and ckpt_path is None and not any(run_dir.iterdir()):
             run_dir.rmdir()  # a run that never started leaves no folder behind
         raise
     source = "folder" if data is not None else "default"
     if ckpt_path is None:
-        log(f"run folder: {run_dir}")
+        log(f"run folder: {run_dir}" if chief else "the chief writes the run folder")
         print_data_report(real_data, log=log)
-        write_run_info(run_dir, cfg, {
-            "data": _data_manifest(real_data, source),
-            "command": sys.argv,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "data_dir": str(Path(data).resolve()) if data is not None else str(resolve_data_dir(cfg)),
-        })
+        if chief:
+            write_run_info(run_dir, cfg, {
+                "data": _data_manifest(real_data, source),
+                "command": sys.argv,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "data_dir": str(Path(data).resolve()) if data is not None else str(resolve_data_dir(cfg)),
+            })
     else:
-        state = load_train_state(cfg, ckpt_path)
+        with _scope(dist):
+            state = load_train_state(cfg, ckpt_path)
         log(f"resumed from iteration {state.iteration} ({ckpt_path})")
-        write_run_info(run_dir, cfg, {"resumed": time.strftime("%Y-%m-%d %H:%M:%S")})
+        if chief:
+            write_run_info(run_dir, cfg, {"resumed": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if dist is not None:
+        log(f"strategy {cfg.strategy}: {dist.n_replicas} replicas on {dist.n_workers} worker(s), "
+            f"{cfg.batch_size // dist.n_replicas} episodes per replica; this is worker {dist.worker_index}")
     # a fixed set of real windows the collapse measures compare against
     real_ref = real_windows[np.random.default_rng([cfg.seed, 2]).integers(len(real_windows), size=_N_REFERENCE)]
 
-    writer = tf.summary.create_file_writer(str(paths.tensorboard))
+    writer = tf.summary.create_file_writer(str(paths.tensorboard)) if chief else tf.summary.create_noop_writer()
     metrics_log = MetricsLog(paths.metrics, keep_until=state.iteration)
     pretrain_log = MetricsLog(paths.pretrain, keep_until=state.pretrain_steps_done, key="step")
     budget = cfg.minutes * 60.0 if cfg.minutes > 0 else math.inf
@@ -734,7 +804,7 @@ def train(
 
     with _StopFlag(handle_signals) as stop, metrics_log, pretrain_log:
         try:
-            if state.iteration == 0 and not state.pretrain_done and state.pretrain_steps_done == 0:
+            if chief and state.iteration == 0 and not state.pretrain_done and state.pretrain_steps_done == 0:
                 real_seqs = sample_real_seqs(real_windows, cfg.batch_size, np.random.default_rng([cfg.seed, 3]))
                 _save_sample_point(state, paths, writer, "real", 0, seqs=real_seqs, prefix="real")
                 _save_sample_point(state, paths, writer, "iter-0000000-start", 0)
@@ -745,12 +815,16 @@ def train(
                 t_pre = time.perf_counter()
                 bar = _bar(progress, cfg.pretrain_steps, state.pretrain_steps_done, "pretrain")
                 while state.pretrain_steps_done < cfg.pretrain_steps:
-                    if stop or time_left() <= 0 or time.perf_counter() - t_pre > pretrain_budget:
+                    if _halt(dist, stop, time_left() <= 0, time.perf_counter() - t_pre > pretrain_budget):
                         break
-                    real_seqs = sample_real_seqs(real_windows, cfg.batch_size, state.rng, transpose=cfg.transpose)
+                    # under a strategy: this worker's share of the batch
+                    rng = _loop_rng(state, dist, _PRETRAIN_STREAM, state.pretrain_steps_done + 1)
+                    real_seqs = sample_real_seqs(real_windows, _n_rows(dist, cfg.batch_size), rng,
+                                                 transpose=cfg.transpose)
                     snapshot = _snapshot(state) if cfg.on_nonfinite == "skip" else None
-                    nll = pretrain_step(state.policy, state.pretrain_optimizer, real_seqs,
-                                        clip_norm=cfg.policy_clip_norm or None)
+                    step_fn = pretrain_step if dist is None else dist.pretrain_step
+                    nll = step_fn(state.policy, state.pretrain_optimizer, real_seqs,
+                                  clip_norm=cfg.policy_clip_norm or None)
                     step = state.pretrain_steps_done + 1
                     try:
                         _check_finite(f"pretraining step {step}", {"pretraining loss (NLL)": nll})
@@ -775,13 +849,14 @@ def train(
                 if stop:
                     raise _Interrupted()
                 # out of total time mid-way: stay in pretraining, so --resume continues it
-                if state.pretrain_steps_done == cfg.pretrain_steps or time_left() > 0:
+                if state.pretrain_steps_done == cfg.pretrain_steps or not _agreed(dist, time_left() <= 0):
                     # the frozen reference of the KL penalty is the pretrained policy
                     state.ref_policy.set_weights(state.policy.get_weights())
                     state.pretrain_done = True
                     last_ckpt = save_train_checkpoint(state, paths.checkpoints, "pretrained")
                     if state.pretrain_steps_done:
-                        _save_sample_point(state, paths, writer, "iter-0000000-pretrained", 0)
+                        if chief:
+                            _save_sample_point(state, paths, writer, "iter-0000000-pretrained", 0)
                         nll = _pretrain_log_last(paths.pretrain)
                         log(f"pretrained the policy for {state.pretrain_steps_done} steps "
                             f"(last NLL {nll:.3f} nats per chord)")
@@ -790,15 +865,17 @@ def train(
             limit = cfg.iterations if cfg.iterations > 0 else None
             bar = _bar(progress, limit, state.iteration, "train")
             while limit is None or state.iteration < limit:
-                if stop or time_left() <= 0:
+                if _halt(dist, stop, time_left() <= 0):
                     break
                 iteration = state.iteration + 1
                 where = f"iteration {iteration}"
                 t0 = time.perf_counter()
                 snapshot = _snapshot(state) if cfg.on_nonfinite == "skip" else None
                 try:
-                    # 1. play a batch of episodes
-                    episodes = state.policy.sample(cfg.batch_size, state.rng, n_steps=cfg.n_steps)
+                    # 1. play a batch of episodes (under a strategy: this worker's share)
+                    rng = _loop_rng(state, dist, _ROLLOUT_STREAM, iteration)
+                    n_play = _n_rows(dist, cfg.batch_size)
+                    episodes = state.policy.sample(n_play, rng, n_steps=cfg.n_steps)
                     gen_seqs = episodes.seqs
                     t1 = time.perf_counter()
 
@@ -806,20 +883,24 @@ def train(
                     gen_x = _d_inputs(gen_seqs, cfg)
                     real_xs = []
                     for _ in range(cfg.d_steps):
-                        real_seqs = sample_real_seqs(real_windows, cfg.batch_size, state.rng, transpose=cfg.transpose)
+                        real_seqs = sample_real_seqs(real_windows, n_play, rng, transpose=cfg.transpose)
                         real_xs.append(_d_inputs(real_seqs, cfg, real_mels))
                     t2 = time.perf_counter()
 
                     # 3. score: D's per-step logits -> rewards -> returns -> advantages
-                    pred_gen = state.d.step_logits(gen_x)
+                    # (under a strategy: of every worker's episodes, so all compute the same advantages)
+                    pred_gen = state.d.step_logits(gen_x) if dist is None else dist.score(state.d.model, gen_x)
                     _check_finite(where, {"D logits (rewards)": pred_gen})
                     rewards = logits_to_rewards(pred_gen, **reward_kwargs(cfg))
+                    # checked before the baseline and normalizer see them, so a skipped batch leaves no trace
+                    _check_finite(where, {"rewards": rewards})
                     returns = discounted_returns(rewards, gamma=cfg.reward_gamma)
                     if cfg.reward_normalize:
                         state.normalizer.update(returns)
                         returns = state.normalizer.normalize(returns)
                     if cfg.value_head:
-                        baseline = episodes.values  # the critic's estimate of each step's return
+                        # the critic's estimate of each step's return
+                        baseline = episodes.values if dist is None else dist.gather(episodes.values)
                     elif state.baseline.n_updates == 0:
                         # the first batch is its own baseline: a start at 0 would push every episode down
                         baseline = state.baseline.update(returns)
@@ -831,17 +912,29 @@ def train(
 
                     # 4. update D on real vs generated clips
                     for real_x in real_xs:
-                        d_stats = state.d.train_step(real_x, gen_x)
+                        if dist is None:
+                            d_stats = state.d.train_step(real_x, gen_x)
+                        else:
+                            d_stats = dist.train_d(state.d, real_x, gen_x)
                         _check_finite(where, {"D loss": d_stats["loss"]})
                     t4 = time.perf_counter()
 
                     # 5. update the policy: REINFORCE + entropy bonus + KL to the pretrained policy
-                    pg_stats = reinforce_step(
-                        state.policy, state.policy_optimizer, gen_seqs, adv,
-                        entropy_coef=cfg.entropy_coef, kl_coef=cfg.kl_coef, ref_policy=state.ref_policy,
-                        returns=returns if cfg.value_head else None, value_coef=cfg.value_coef,
-                        clip_norm=cfg.policy_clip_norm or None,
-                    )
+                    if dist is None:
+                        pg_stats = reinforce_step(
+                            state.policy, state.policy_optimizer, gen_seqs, adv,
+                            entropy_coef=cfg.entropy_coef, kl_coef=cfg.kl_coef, ref_policy=state.ref_policy,
+                            returns=returns if cfg.value_head else None, value_coef=cfg.value_coef,
+                            clip_norm=cfg.policy_clip_norm or None,
+                        )
+                    else:
+                        rows = dist.worker_rows(cfg.batch_size)  # this worker's episodes
+                        pg_stats = dist.reinforce_step(
+                            state.policy, state.policy_optimizer, gen_seqs, adv[rows],
+                            entropy_coef=cfg.entropy_coef, kl_coef=cfg.kl_coef, ref_policy=state.ref_policy,
+                            returns=returns[rows] if cfg.value_head else None, value_coef=cfg.value_coef,
+                            clip_norm=cfg.policy_clip_norm or None,
+                        )
                     _check_finite(where, {"policy loss": pg_stats["loss"]})
                     _check_weights(state, where)
                     t5 = time.perf_counter()
@@ -877,7 +970,8 @@ def train(
                     "kl": pg_stats["kl"],
                     "grad_norm": pg_stats["grad_norm"],
                     "baseline": float(np.mean(baseline)),
-                    "vocab_share": float(np.mean(episodes.from_vocab)),
+                    "vocab_share": float(np.mean(episodes.from_vocab if dist is None
+                                                 else dist.gather(episodes.from_vocab))),
                     "t_sample": t1 - t0,
                     "t_mel": t2 - t1,
                     "t_reward": t3 - t2,
@@ -885,7 +979,7 @@ def train(
                     "t_policy_update": t5 - t4,
                 }
                 if iteration % cfg.collapse_every == 0 or iteration == 1:
-                    row.update(_collapse_measures(gen_seqs, real_ref, cfg))
+                    row.update(_collapse_measures(gen_seqs if dist is None else dist.gather(gen_seqs), real_ref, cfg))
                 with writer.as_default():
                     for key, value in row.items():
                         if key != "iteration" and not key.startswith("t_"):
@@ -904,7 +998,7 @@ def train(
                 if cfg.sample_temperature == 1.0:
                     # the episodes are the policy's pieces; at another temperature they are drawn anew
                     last_batch = {"seqs": gen_seqs, "mels": gen_x if d_input_kind(cfg) == "mel" else None}
-                if cfg.sample_every and iteration % cfg.sample_every == 0 and iteration != limit:
+                if chief and cfg.sample_every and iteration % cfg.sample_every == 0 and iteration != limit:
                     _save_sample_point(state, paths, writer, checkpoint_name(iteration), iteration, **last_batch)
                 if on_iteration is not None:
                     on_iteration(row, state)
@@ -917,7 +1011,8 @@ def train(
                 raise _OutOfTime()
             last_ckpt = _checkpoint(state, paths, wall_start)
             end_tag = f"{checkpoint_name(state.iteration)}-end"
-            _save_sample_point(state, paths, writer, end_tag, state.iteration, **last_batch)
+            if chief:
+                _save_sample_point(state, paths, writer, end_tag, state.iteration, **last_batch)
             why = "time budget reached" if limit is None or state.iteration < limit else "done"
             message = (f"finished at iteration {state.iteration} ({why}); "
                        f"checkpoint {last_ckpt}, samples in {paths.samples / end_tag}")
@@ -938,9 +1033,41 @@ def train(
         finally:
             writer.flush()
             writer.close()
+    if not chief:
+        # its checkpoints went to a temporary folder: the chief's are the run's
+        message, last_ckpt = f"stopped at iteration {state.iteration} ({status}); the chief wrote the run", None
     log(message)
     return TrainResult(run_dir=run_dir, iteration=state.iteration, status=status, message=message,
                        checkpoint=last_ckpt)
+
+
+def _loop_rng(state: TrainState, dist: Distribution | None, stream: int, counter: int) -> np.random.Generator:
+    """The run's generator, or under several workers one of this worker's own for this step."""
+    if dist is None or dist.n_workers == 1:
+        return state.rng
+    return dist.worker_rng(state.cfg.seed, stream, counter)
+
+
+def _n_rows(dist: Distribution | None, batch_size: int) -> int:
+    """Rows of the global batch this process plays (all of them on one worker)."""
+    return batch_size if dist is None else dist.worker_batch(batch_size)
+
+
+def _agreed(dist: Distribution | None, flag: bool) -> bool:
+    """``flag``, or under several workers whether it holds on any (each must ask at the same point)."""
+    if dist is None or dist.n_workers == 1:
+        return bool(flag)
+    return dist.any([flag])[0]
+
+
+def _halt(dist: Distribution | None, stop: _StopFlag, *reasons: bool) -> bool:
+    """Whether to stop now: a signal or any of ``reasons``, on any worker (so all stop at the same step)."""
+    flags = [bool(stop), *(bool(r) for r in reasons)]
+    if dist is not None and dist.n_workers > 1:
+        flags = dist.any(flags)
+        if flags[0] and not stop:
+            stop.signal_name = "a signal to another worker"
+    return any(flags)
 
 
 class _Interrupted(Exception):

@@ -380,11 +380,6 @@ def test_nan_in_d_weights_stops_the_run_at_that_iteration(midi_dir, tmp_path, mo
     assert len(floats) > 50 and all(np.all(np.isfinite(v)) for v in floats)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=MusicRLError,
-    reason="train() does not check the rewards itself: reward.discounted_returns raises a plain MusicRLError "
-           "('rewards contains NaN or inf') that neither stops the run as 'nonfinite' nor skips the batch",
-)
 def test_inf_reward_is_skipped_at_that_iteration(midi_dir, tmp_path, monkeypatch):
     real_rewards = training.logits_to_rewards
     calls = []

@@ -1,0 +1,706 @@
+"""Training on several devices or machines with ``tf.distribute``.
+
+The setting ``strategy`` picks how :func:`musicrl.train.train` runs:
+
+``'default'``
+    One device, no strategy: the loop of :mod:`musicrl.train` as it is.
+``'mirrored'``
+    ``tf.distribute.MirroredStrategy`` in one process: over the devices of
+    the setting ``devices`` (e.g. ``'GPU:0,GPU:1'``), else over every visible
+    GPU, else over every logical CPU device (``cpu_devices`` splits the CPU
+    into several, for tests).
+``'multiworker'``
+    ``tf.distribute.MultiWorkerMirroredStrategy``: one process per machine
+    (worker), the cluster read from the standard ``TF_CONFIG`` environment
+    variable; every worker runs the same command.
+
+How an iteration is split (``B = batch_size``, the GLOBAL batch, ``W``
+workers, ``R`` replicas in all, ``B % R == 0``):
+
+* rollouts: each worker samples ``B / W`` episodes, synthesizes them, turns
+  them and ``B / W`` real clips into log-mels, in its own process (with a
+  single worker, the whole batch in one call, from the run's generator, so a
+  one-process run draws what a one-device run draws; with several, from a
+  generator of its own derived from the seed, the iteration and the worker
+  index). Adding workers adds rollout throughput.
+* D: each replica scores its ``B / R`` generated clips (the scores are
+  gathered, so every worker computes the same rewards, baseline and
+  advantages over the whole batch) and takes its update step on ``B / R``
+  real and generated clips inside ``strategy.run``; the loss is averaged
+  over the global batch (``tf.nn.compute_average_loss``) and
+  ``optimizer.apply_gradients`` all-reduces the gradients.
+* policy: the gradients of each replica's ``B / R`` episodes come from the
+  agent's own update functions (:func:`~musicrl.agent.reinforce_step`,
+  :func:`~musicrl.agent.pretrain_step`, the same loss as on one device)
+  given a :class:`GradientCatcher` instead of an optimizer; they are
+  weighted by ``(B / R) / B`` and applied inside ``strategy.run``, where
+  they are all-reduced, clipped by the norm of their sum and applied.
+* metrics are reduced over replicas (``strategy.reduce``), so a logged loss
+  is the mean over the global batch.
+
+A one-process strategy ('mirrored') keeps one replay buffer for the whole
+batch, as on one device; under 'multiworker' each worker keeps one for the
+clips it makes (the chief's is the one saved in checkpoints). Batch
+statistics inside D (``d_minibatch_std``) are taken per replica.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from functools import partial
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .agent import ChordPolicy, pretrain_step, reinforce_step
+from .discriminator import DiscriminatorTrainer, check_d_inputs
+from .errors import MusicRLError
+
+__all__ = [
+    "Distribution",
+    "GradientCatcher",
+    "configure_cpu_devices",
+    "d_replica_losses",
+    "make_distribution",
+    "parse_tf_config",
+]
+
+_SUM = tf.distribute.ReduceOp.SUM
+_MEAN = tf.distribute.ReduceOp.MEAN
+# a process sets up its collective ops once: later runs in it reuse the cluster's strategy
+_MULTIWORKER: dict[str, tf.distribute.Strategy] = {}
+
+
+# --------------------------------------------------------------------------
+# devices and the cluster
+# --------------------------------------------------------------------------
+
+
+def configure_cpu_devices(n: int) -> None:
+    """Split the CPU into ``n`` logical devices (``/cpu:0`` ... ``/cpu:<n-1>``).
+
+    Must run before TensorFlow initializes its devices (its first op); in a
+    process where that already happened, a matching split is accepted and
+    any other is an error.
+
+    Parameters
+    ----------
+    n : int
+        Logical CPU devices (0: leave the CPU as TensorFlow finds it).
+
+    Raises
+    ------
+    MusicRLError
+        If TensorFlow started with another number of CPU devices.
+    """
+    if n <= 0:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != n:
+            raise MusicRLError(
+                f"cpu_devices={n} must be set before TensorFlow starts, but this process already runs with "
+                f"{have} CPU device(s): set it in a fresh process (e.g. python -m musicrl train --set cpu_devices={n})"
+            ) from None
+
+
+def parse_tf_config(text: str | None = None) -> dict[str, Any]:
+    """This process's place in the cluster that ``TF_CONFIG`` describes.
+
+    Parameters
+    ----------
+    text : str, optional
+        The JSON of ``TF_CONFIG`` (default: the environment variable; unset
+        or empty means a cluster of one worker).
+
+    Returns
+    -------
+    place : dict
+        ``n_workers`` (tasks of type 'chief' and 'worker'), ``worker_index``
+        (0 for the chief, then the workers in order), ``is_chief`` (the
+        task 'chief', or worker 0 when there is none) and ``n_on_host``
+        (tasks whose address has this task's host name, itself included).
+
+    Raises
+    ------
+    MusicRLError
+        For JSON that is not a cluster with this task in it.
+    """
+    text = os.environ.get("TF_CONFIG", "") if text is None else text
+    if not text.strip():
+        return {"n_workers": 1, "worker_index": 0, "is_chief": True, "n_on_host": 1}
+    try:
+        spec = json.loads(text)
+        cluster, task = spec["cluster"], spec["task"]
+        task_type, index = task["type"], int(task["index"])
+        chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise MusicRLError(
+            'TF_CONFIG must be JSON like {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            f'"task": {{"type": "worker", "index": 0}}}}, got {text[:200]!r} ({e})'
+        ) from None
+    n_tasks = {"chief": len(chiefs), "worker": len(workers)}
+    if task_type not in n_tasks or not 0 <= index < n_tasks[task_type]:
+        raise MusicRLError(
+            f"TF_CONFIG's task {task_type!r} {index} is not in its cluster ({len(chiefs)} chief, "
+            f"{len(workers)} workers); musicrl runs tasks of type 'chief' and 'worker' only"
+        )
+    worker_index = 0 if task_type == "chief" else index + len(chiefs)
+    addresses = [str(a) for a in chiefs + workers]
+    host = addresses[worker_index].rsplit(":", 1)[0]
+    return {
+        "n_workers": len(addresses),
+        "worker_index": worker_index,
+        "is_chief": worker_index == 0,
+        "n_on_host": sum(a.rsplit(":", 1)[0] == host for a in addresses),
+    }
+
+
+def _mirrored_devices(devices: str) -> list[str]:
+    if devices.strip():
+        names = [d.strip() for d in devices.split(",")]
+        known = {d.name.lower().replace("/device:", "/") for d in tf.config.list_logical_devices()}
+        for name in names:
+            full = ("/" + name.lstrip("/")).lower().replace("/device:", "/")
+            if not any(k.endswith(full) for k in known):
+                raise MusicRLError(
+                    f"config field 'devices' names {name!r}, which is not a device of this machine "
+                    f"(have: {', '.join(sorted(k.split('/')[-1] for k in known))})"
+                )
+        return names
+    gpus = tf.config.list_logical_devices("GPU")
+    return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+
+
+def _share_cores(n_processes: int) -> None:
+    """Give each of ``n_processes`` workers on one machine its share of the cores' threads.
+
+    Each TensorFlow process otherwise sizes its thread pools for every core,
+    and workers sharing a machine then slow each other down. Only possible
+    before TensorFlow starts; later it is left as it is.
+    """
+    if n_processes <= 1:
+        return
+    threads = max(1, (os.cpu_count() or 1) // n_processes)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+
+
+def make_distribution(cfg) -> "Distribution | None":
+    """The strategy the settings ask for, or None for ``strategy='default'``.
+
+    Applies ``cpu_devices`` first (in every case), so call it before any
+    other TensorFlow work of the process ('multiworker' needs that too).
+
+    Raises
+    ------
+    MusicRLError
+        For a bad ``devices`` list or ``TF_CONFIG``, a strategy TensorFlow
+        cannot set up, or a ``batch_size`` the replicas cannot share evenly.
+    """
+    configure_cpu_devices(cfg.cpu_devices)
+    if cfg.strategy == "default":
+        return None
+    if cfg.strategy == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(_mirrored_devices(cfg.devices))
+        place = {"n_workers": 1, "worker_index": 0, "is_chief": True}
+    elif cfg.strategy == "multiworker":
+        place = parse_tf_config()
+        key = os.environ.get("TF_CONFIG", "")
+        strategy = _MULTIWORKER.get(key)
+        if strategy is None:
+            _share_cores(place["n_on_host"])
+            try:
+                strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            except (RuntimeError, ValueError) as e:
+                raise MusicRLError(
+                    f"cannot start MultiWorkerMirroredStrategy ({str(e).splitlines()[0][:200]}); it must be "
+                    "created before any other TensorFlow work of the process"
+                ) from None
+            _MULTIWORKER[key] = strategy
+        del place["n_on_host"]
+    else:
+        raise MusicRLError(f"unknown strategy {cfg.strategy!r}")
+    dist = Distribution(strategy, **place)
+    dist.check_batch(cfg.batch_size)
+    return dist
+
+
+# --------------------------------------------------------------------------
+# gradients of the agent's own update functions
+# --------------------------------------------------------------------------
+
+
+class GradientCatcher(keras.optimizers.Optimizer):
+    """A Keras optimizer that keeps the gradients it is given instead of applying them.
+
+    Passed to an update function that ends with
+    ``optimizer.apply_gradients`` (e.g. :func:`~musicrl.agent.reinforce_step`),
+    it leaves the model as it was and holds the step's gradients, one per
+    variable of ``variables`` (zeros for a variable that got none), in
+    :attr:`gradients`.
+
+    Parameters
+    ----------
+    variables : list of keras.Variable
+        The variables whose gradients are kept (e.g. ``policy.trainable_variables``).
+
+    Attributes
+    ----------
+    gradients : list of keras.Variable
+        The last gradients, shaped like ``variables``.
+    received : list of bool or None
+        Which variables the update function gave a gradient (known after its
+        first call).
+    """
+
+    def __init__(self, variables: Sequence[Any]) -> None:
+        super().__init__(learning_rate=0.0, name="gradient_catcher")
+        self.build(list(variables))
+
+    def build(self, variables) -> None:
+        super().build(variables)
+        self.gradients = [self.add_variable_from_reference(v, name="gradient") for v in variables]
+        self._slot_of = {id(v): slot for v, slot in zip(variables, self.gradients)}
+        self.received: list[bool] | None = None
+
+    def apply_gradients(self, grads_and_vars) -> None:
+        given = {id(v): g for g, v in grads_and_vars}
+        unknown = set(given) - set(self._slot_of)
+        if unknown:
+            raise MusicRLError("GradientCatcher got gradients of variables it was not built for")
+        self.received = [key in given for key in self._slot_of]
+        for key, slot in self._slot_of.items():
+            slot.assign(given[key] if key in given else tf.zeros_like(slot))
+
+    def update_step(self, gradient, variable, learning_rate) -> None:
+        raise MusicRLError("GradientCatcher keeps gradients; it never updates a variable")
+
+
+# --------------------------------------------------------------------------
+# D's loss, per replica
+# --------------------------------------------------------------------------
+
+
+def d_replica_losses(
+    model: keras.Model,
+    cfg,
+    real_x: tf.Tensor,
+    gen_x: tf.Tensor,
+    mix_eps: tf.Tensor,
+    *,
+    global_batch_size: int,
+) -> dict[str, tf.Tensor]:
+    """D's loss on one replica's share of a batch, averaged over the GLOBAL batch.
+
+    The loss of :meth:`DiscriminatorTrainer.train_step` written per clip:
+    each term is a sum over this replica's clips divided by
+    ``global_batch_size`` (``tf.nn.compute_average_loss``), so the terms of
+    all replicas add up to the one-device means over the whole batch and
+    their gradients add up to its gradient.
+
+    Parameters
+    ----------
+    model : keras.Model
+        D.
+    cfg : Config
+        Reads ``d_loss_steps``, ``d_label_smoothing``, ``d_gp_kind``,
+        ``d_gp_weight`` and ``d_minibatch_std``.
+    real_x, gen_x : tf.Tensor, shape=(b, *d_input_shape(cfg)), float32
+        This replica's real and generated clips (same ``b``).
+    mix_eps : tf.Tensor, shape=(b,), float32
+        Mixing weights of the WGAN-GP penalty (unused otherwise).
+    global_batch_size : int
+        Clips of each kind over all replicas.
+
+    Returns
+    -------
+    terms : dict of scalar tf.Tensor
+        ``loss`` (the one to differentiate), ``loss_real``, ``loss_gen``,
+        ``gp`` (unweighted), ``acc_real``, ``acc_gen``: this replica's
+        shares, to be summed over replicas (``ReduceOp.SUM``).
+    """
+
+    def trained(logits):
+        return logits[:, -1:] if cfg.d_loss_steps == "last" else logits
+
+    average = partial(tf.nn.compute_average_loss, global_batch_size=global_batch_size)
+    gp_on = cfg.d_gp_weight > 0
+    per_clip_gp = tf.zeros(tf.shape(real_x)[:1])
+    if gp_on and cfg.d_gp_kind == "r1":
+        with tf.GradientTape() as gp_tape:
+            gp_tape.watch(real_x)
+            logits_real = model(real_x, training=True)
+            score = tf.reduce_sum(tf.reduce_mean(trained(logits_real), axis=1))
+        grad = gp_tape.gradient(score, real_x)
+        per_clip_gp = 0.5 * tf.reduce_sum(tf.square(grad), axis=[1, 2])
+        logits_gen = model(gen_x, training=True)
+    elif cfg.d_minibatch_std or gp_on:
+        # batch statistics must not mix real and generated clips
+        logits_real = model(real_x, training=True)
+        logits_gen = model(gen_x, training=True)
+    else:
+        n_real = tf.shape(real_x)[0]
+        logits = model(tf.concat([real_x, gen_x], axis=0), training=True)
+        logits_real, logits_gen = logits[:n_real], logits[n_real:]
+    if gp_on and cfg.d_gp_kind == "wgan_gp":
+        eps = mix_eps[:, None, None]
+        x_hat = eps * real_x + (1.0 - eps) * gen_x
+        with tf.GradientTape() as gp_tape:
+            gp_tape.watch(x_hat)
+            score = tf.reduce_sum(tf.reduce_mean(trained(model(x_hat, training=True)), axis=1))
+        grad = gp_tape.gradient(score, x_hat)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2]) + 1e-12)
+        per_clip_gp = tf.square(norm - 1.0)
+    lr, lg = trained(logits_real), trained(logits_gen)
+    y_real = tf.fill(tf.shape(lr), 1.0 - cfg.d_label_smoothing)
+    loss_real = average(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y_real, logits=lr), axis=1))
+    loss_gen = average(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.zeros_like(lg), logits=lg),
+                                      axis=1))
+    gp = average(per_clip_gp)
+    return {
+        "loss": loss_real + loss_gen + cfg.d_gp_weight * gp,
+        "loss_real": loss_real,
+        "loss_gen": loss_gen,
+        "gp": gp,
+        "acc_real": average(tf.cast(logits_real[:, -1] > 0, tf.float32)),
+        "acc_gen": average(tf.cast(logits_gen[:, -1] < 0, tf.float32)),
+    }
+
+
+# --------------------------------------------------------------------------
+# the strategy and this process's place in it
+# --------------------------------------------------------------------------
+
+
+class Distribution:
+    """A ``tf.distribute`` strategy, where this process stands in it, and the distributed steps.
+
+    Parameters
+    ----------
+    strategy : tf.distribute.Strategy
+    n_workers : int
+        Processes of the cluster (1 for 'mirrored').
+    worker_index : int
+        This process's index (0: the chief), which orders its rows in the
+        global batch.
+    is_chief : bool
+        Whether this process writes the run folder.
+
+    Attributes
+    ----------
+    n_replicas : int
+        Replicas over all workers (``strategy.num_replicas_in_sync``).
+    n_local : int
+        Replicas of this worker.
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy, *, n_workers: int, worker_index: int,
+                 is_chief: bool) -> None:
+        self.strategy = strategy
+        self.n_workers = int(n_workers)
+        self.worker_index = int(worker_index)
+        self.is_chief = bool(is_chief)
+        self.n_replicas = int(strategy.num_replicas_in_sync)
+        self.devices = list(strategy.extended.worker_devices)
+        self.n_local = len(self.devices)
+        if self.n_local * self.n_workers != self.n_replicas:
+            raise MusicRLError(
+                f"{self.n_replicas} replicas do not split evenly over {self.n_workers} workers of "
+                f"{self.n_local} devices each: give every worker the same number of devices"
+            )
+        self._fns: dict[tuple, Any] = {}
+        self._catchers: dict[tuple, GradientCatcher] = {}
+
+    def __repr__(self) -> str:
+        return (f"Distribution({type(self.strategy).__name__}, {self.n_replicas} replicas, "
+                f"worker {self.worker_index} of {self.n_workers})")
+
+    # ---- shapes ---------------------------------------------------------------
+    def scope(self) -> contextlib.AbstractContextManager:
+        """The strategy's scope: models, optimizers and buffers made in it are distributed."""
+        return self.strategy.scope()
+
+    def check_batch(self, batch_size: int) -> None:
+        """Raise MusicRLError unless ``batch_size`` splits evenly over the replicas."""
+        if batch_size % self.n_replicas:
+            raise MusicRLError(
+                f"batch_size={batch_size} must be a multiple of the {self.n_replicas} replicas "
+                f"(the global batch is split evenly over them)"
+            )
+
+    def worker_batch(self, batch_size: int) -> int:
+        """Rows of a global batch this worker handles."""
+        return batch_size // self.n_workers
+
+    def worker_rows(self, batch_size: int) -> slice:
+        """This worker's rows of a global batch (workers in index order)."""
+        n = self.worker_batch(batch_size)
+        return slice(self.worker_index * n, (self.worker_index + 1) * n)
+
+    def worker_rng(self, *key: int) -> np.random.Generator:
+        """A generator of this worker's own, derived from ``key`` (e.g. seed, stream, counter) and its index."""
+        return np.random.default_rng([*(int(k) for k in key), self.worker_index])
+
+    # ---- moving values between the workers -----------------------------------------
+    def _split(self, array: np.ndarray) -> list[np.ndarray]:
+        """A worker's rows -> one equal part per local replica."""
+        array = np.asarray(array)
+        if len(array) % self.n_local:
+            raise MusicRLError(f"{len(array)} rows do not split evenly over {self.n_local} local replicas")
+        return np.split(array, self.n_local)
+
+    def _distribute(self, parts: Sequence[Any]) -> Any:
+        """Per-replica values from one structure of arrays per local replica."""
+        first = self.worker_index * self.n_local
+
+        def value_fn(ctx):
+            i = ctx.replica_id_in_sync_group - first
+            if not 0 <= i < self.n_local:
+                raise MusicRLError(f"replica {ctx.replica_id_in_sync_group} is not one of worker "
+                                   f"{self.worker_index}'s (is its place in TF_CONFIG right?)")
+            with tf.device(self.devices[i]):
+                return tf.nest.map_structure(tf.constant, parts[i])
+
+        return self.strategy.experimental_distribute_values_from_function(value_fn)
+
+    def _fn(self, key: tuple, build) -> Any:
+        if key not in self._fns:
+            self._fns[key] = build()
+        return self._fns[key]
+
+    def any(self, flags: Sequence[bool]) -> list[bool]:
+        """Each flag, True if it is True on any worker (a collective: every worker must call it)."""
+        flags = [bool(f) for f in flags]
+        if self.n_workers == 1:
+            return flags
+        value = np.asarray(flags, np.float32)
+
+        def build():
+            # compiled once: eager collectives would be traced anew at every call
+            return tf.function(lambda dist_value: self.strategy.reduce(_SUM, dist_value, axis=None))
+
+        summed = self._fn(("any", len(flags)), build)(self._distribute([value] * self.n_local))
+        return [bool(v > 0) for v in np.asarray(summed)]
+
+    def gather(self, local: np.ndarray) -> np.ndarray:
+        """Every worker's rows, in worker order (a collective with several workers).
+
+        Parameters
+        ----------
+        local : np.ndarray, shape=(rows, ...)
+            This worker's rows (the same shape on every worker).
+
+        Returns
+        -------
+        rows : np.ndarray, shape=(n_workers * rows, ...)
+        """
+        local = np.asarray(local)
+        if self.n_workers == 1:
+            return local
+        dtype = local.dtype
+        parts = self._split(local.astype(np.float32) if dtype == bool else local)
+
+        def build():
+            return tf.function(lambda dist_value: self.strategy.gather(dist_value, axis=0))
+
+        fn = self._fn(("gather", parts[0].shape, parts[0].dtype.str), build)
+        return fn(self._distribute(parts)).numpy().astype(dtype, copy=False)
+
+    # ---- D ------------------------------------------------------------------------
+    def score(self, model: keras.Model, x: np.ndarray) -> np.ndarray:
+        """D's per-step logits of every worker's clips, each replica scoring its share.
+
+        Parameters
+        ----------
+        model : keras.Model
+            D (made under :meth:`scope`).
+        x : np.ndarray, shape=(rows, *d_input_shape)
+            This worker's clips.
+
+        Returns
+        -------
+        logits : np.ndarray, shape=(n_workers * rows, n_steps), float32
+        """
+
+        def build():
+            @tf.function
+            def fn(dist_x):
+                per_replica = self.strategy.run(lambda xb: model(xb, training=False), args=(dist_x,))
+                return self.strategy.gather(per_replica, axis=0)
+
+            return fn
+
+        fn = self._fn(("score", id(model)), build)
+        return fn(self._distribute(self._split(np.asarray(x, np.float32)))).numpy()
+
+    def train_d(self, trainer: DiscriminatorTrainer, real_x: Any, gen_x: Any) -> dict[str, float]:
+        """One update of D on this worker's real and generated clips, every replica on its share.
+
+        As :meth:`DiscriminatorTrainer.train_step` on the global batch: a
+        ``d_replay_share`` of ``gen_x`` is first swapped for older clips of
+        ``trainer.buffer`` (and ``gen_x`` stored), the WGAN-GP mixing weights
+        of the whole batch are drawn from ``trainer.rng``.
+
+        Parameters
+        ----------
+        trainer : DiscriminatorTrainer
+            Made under :meth:`scope`.
+        real_x, gen_x : array-like, shape=(rows, *d_input_shape)
+            This worker's clips (``batch_size / n_workers`` of each).
+
+        Returns
+        -------
+        metrics : dict of float
+            As ``train_step``'s, over the global batch: ``loss``,
+            ``loss_real``, ``loss_gen``, ``gp``, ``acc_real``, ``acc_gen``.
+        """
+        cfg = trainer.cfg
+        real_x = check_d_inputs(real_x, cfg, name="real_x")
+        gen_x = check_d_inputs(gen_x, cfg, name="gen_x")
+        if len(real_x) != len(gen_x):
+            raise MusicRLError(f"real_x and gen_x must hold as many clips, got {len(real_x)} and {len(gen_x)}")
+        if trainer.buffer is not None:
+            gen_x = trainer.buffer.mix(gen_x, cfg.d_replay_share)
+        global_batch = len(gen_x) * self.n_workers
+        mix_eps = trainer.rng.uniform(size=global_batch).astype(np.float32)
+        mix_eps = mix_eps[self.worker_rows(global_batch)]
+        model, optimizer = trainer.model, trainer.optimizer
+
+        def build():
+            @tf.function
+            def fn(dist_real, dist_gen, dist_eps):
+                def replica(real, gen, eps):
+                    with tf.GradientTape() as tape:
+                        terms = d_replica_losses(model, cfg, real, gen, eps, global_batch_size=global_batch)
+                    variables = model.trainable_variables
+                    optimizer.apply_gradients(zip(tape.gradient(terms["loss"], variables), variables))
+                    return terms
+
+                per_replica = self.strategy.run(replica, args=(dist_real, dist_gen, dist_eps))
+                return {k: self.strategy.reduce(_SUM, v, axis=None) for k, v in per_replica.items()}
+
+            return fn
+
+        fn = self._fn(("train_d", id(trainer), global_batch), build)
+        out = fn(*(self._distribute(self._split(a)) for a in (real_x, gen_x, mix_eps)))
+        return {k: float(v) for k, v in out.items()}
+
+    # ---- the policy -----------------------------------------------------------------
+    def _catcher(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, kind: str) -> GradientCatcher:
+        # one per update function: which variables get a gradient is learned when it is traced
+        key = (id(policy), id(optimizer), kind)
+        if key not in self._catchers:
+            self._catchers[key] = GradientCatcher(policy.trainable_variables)
+        return self._catchers[key]
+
+    def _apply(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, catcher: GradientCatcher,
+               grads: list[list[np.ndarray]], stats: list[np.ndarray], clip_norm: float | None) -> tuple:
+        """Sum the replicas' gradients, clip by the norm of the sum, apply; return (norm, summed stats)."""
+        used = [i for i, got in enumerate(catcher.received) if got]
+        variables = [policy.trainable_variables[i] for i in used]
+
+        def build():
+            @tf.function
+            def fn(dist_grads, dist_stats):
+                def replica(local_grads, local_stats):
+                    # placed on the replica's device: collectives need a device on every input
+                    local_grads = [tf.identity(g) for g in local_grads]
+                    total = tf.distribute.get_replica_context().all_reduce(_SUM, local_grads)
+                    norm = tf.linalg.global_norm(total)
+                    if clip_norm is not None:
+                        # tf.clip_by_global_norm's factor, from the norm of the whole batch's gradient
+                        scale = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm)
+                        local_grads = [g * scale for g in local_grads]
+                    # apply_gradients sums the replicas' (scaled) gradients again
+                    optimizer.apply_gradients(zip(local_grads, variables))
+                    return norm, local_stats
+
+                norm, summed = self.strategy.run(replica, args=(dist_grads, dist_stats))
+                return self.strategy.reduce(_MEAN, norm, axis=None), self.strategy.reduce(_SUM, summed, axis=None)
+
+            return fn
+
+        fn = self._fn(("apply", id(policy), id(optimizer), tuple(used), clip_norm), build)
+        dist_grads = self._distribute([[g[i] for i in used] for g in grads])
+        norm, summed = fn(dist_grads, self._distribute(stats))
+        return float(norm), np.asarray(summed)
+
+    def _shard_updates(self, policy, optimizer, arrays: dict[str, np.ndarray | None], step, keys, clip_norm):
+        """Run ``step(policy, catcher, **shard)`` on each local replica's share; apply the gradients."""
+        catcher = self._catcher(policy, optimizer, step.__name__)
+        rows = len(next(a for a in arrays.values() if a is not None))
+        global_batch = rows * self.n_workers
+        shards = {k: (None if a is None else self._split(a)) for k, a in arrays.items()}
+        grads, stats = [], []
+        for i in range(self.n_local):
+            out = step(policy, catcher, **{k: (None if s is None else s[i]) for k, s in shards.items()})
+            weight = (rows // self.n_local) / global_batch
+            grads.append([np.asarray(g.numpy()) * weight for g in catcher.gradients])
+            stats.append(np.asarray([out[k] for k in keys], np.float32) * weight)
+        return self._apply(policy, optimizer, catcher, grads, stats, clip_norm)
+
+    def pretrain_step(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, real_seqs: np.ndarray,
+                      *, clip_norm: float | None = None) -> float:
+        """:func:`~musicrl.agent.pretrain_step` on the global batch, this worker holding ``real_seqs``.
+
+        Returns
+        -------
+        nll : float
+            Mean negative log-likelihood over the global batch, before the update.
+        """
+
+        def pretrain(policy, catcher, seqs):
+            return {"nll": pretrain_step(policy, catcher, seqs)}
+
+        _, summed = self._shard_updates(policy, optimizer, {"seqs": real_seqs}, pretrain, ("nll",),
+                                        clip_norm or None)
+        return float(summed[0])
+
+    def reinforce_step(
+        self,
+        policy: ChordPolicy,
+        optimizer: keras.optimizers.Optimizer,
+        gen_seqs: np.ndarray,
+        advantages: np.ndarray,
+        *,
+        entropy_coef: float = 0.0,
+        kl_coef: float = 0.0,
+        ref_policy: ChordPolicy | None = None,
+        returns: np.ndarray | None = None,
+        value_coef: float = 0.5,
+        clip_norm: float | None = None,
+    ) -> dict[str, float]:
+        """:func:`~musicrl.agent.reinforce_step` on the global batch, this worker holding its episodes.
+
+        Parameters are those of ``reinforce_step`` for this worker's rows;
+        the update is the one of the whole batch (gradients summed over the
+        replicas, then clipped).
+
+        Returns
+        -------
+        stats : dict of float
+            As ``reinforce_step``'s, over the global batch (``grad_norm``:
+            the norm of the whole batch's gradient, before clipping).
+        """
+        keys = ("loss", "pg_loss", "entropy", "kl") + (("value_loss",) if returns is not None else ())
+
+        def reinforce(policy, catcher, seqs, adv, ret):
+            return reinforce_step(policy, catcher, seqs, adv, entropy_coef=entropy_coef, kl_coef=kl_coef,
+                                  ref_policy=ref_policy, returns=ret, value_coef=value_coef, clip_norm=None)
+
+        arrays = {"seqs": gen_seqs, "adv": advantages, "ret": returns}
+        norm, summed = self._shard_updates(policy, optimizer, arrays, reinforce, keys, clip_norm or None)
+        out = {k: float(v) for k, v in zip(keys, summed)}
+        out["grad_norm"] = norm
+        return out
