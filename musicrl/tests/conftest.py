@@ -20,3 +20,14 @@ def rng():
 def cfg():
     """The default settings, shortened to 8 steps to keep tests quick."""
     return Config(n_steps=8)
+
+
+@pytest.fixture(scope="module")
+def restore_op_determinism():
+    """Switch TensorFlow's op determinism back off after a module whose runs turn it on."""
+    from tensorflow.python.framework import config as tf_config
+
+    was = tf_config.is_op_determinism_enabled()
+    yield
+    if not was:
+        tf_config.disable_op_determinism()

@@ -75,15 +75,8 @@ def _tree_hash(path):
     return h.hexdigest()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_op_determinism():
-    # deterministic=true switches TensorFlow's process-wide op determinism on; other test modules expect it off
-    from tensorflow.python.framework import config as tf_config
-
-    was = tf_config.is_op_determinism_enabled()
-    yield
-    if not was:
-        tf_config.disable_op_determinism()
+# runs with deterministic=true switch op determinism on for the whole process
+pytestmark = pytest.mark.usefixtures("restore_op_determinism")
 
 
 @pytest.fixture(scope="module")
