@@ -114,7 +114,9 @@ class Config:
     d_loudness_norm: str = "none"
     """Loudness normalisation of D's mel input: 'none', 'frame' (subtract each frame's mean dB) or 'running' (subtract the mean dB of the clip so far)."""
     d_jit_compile: bool = False
-    """Compile D's train and predict steps with XLA (slower than plain graphs on a CPU for these models)."""
+    """Compile D's train step with XLA (slower than a plain graph on a CPU for these models)."""
+    d_predict_jit_compile: bool = True
+    """Compile D's scoring (inference) step with XLA (about a third faster than a plain graph on a CPU)."""
 
     # --- reward -------------------------------------------------------------
     reward_kind: str = "log_d"

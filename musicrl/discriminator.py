@@ -441,7 +441,9 @@ class DiscriminatorTrainer:
     seed : int or np.random.Generator, optional
         Randomness of the replay buffer and of the WGAN-GP mixes (default ``cfg.seed``).
     jit_compile : bool, optional
-        Compile the steps with XLA (default ``cfg.d_jit_compile``).
+        Compile the train step with XLA (default ``cfg.d_jit_compile``).
+    predict_jit_compile : bool, optional
+        Compile the scoring step with XLA (default ``cfg.d_predict_jit_compile``).
 
     Attributes
     ----------
@@ -451,7 +453,8 @@ class DiscriminatorTrainer:
         None when ``cfg.d_replay_share == 0``.
     """
 
-    def __init__(self, cfg, model: keras.Model | None = None, *, seed=None, jit_compile: bool | None = None):
+    def __init__(self, cfg, model: keras.Model | None = None, *, seed=None, jit_compile: bool | None = None,
+                 predict_jit_compile: bool | None = None):
         self.cfg = cfg
         self.model = model if model is not None else build_discriminator(cfg)
         self.optimizer = keras.optimizers.Adam(cfg.d_learning_rate, beta_1=cfg.d_beta_1)
@@ -465,7 +468,8 @@ class DiscriminatorTrainer:
         jit = cfg.d_jit_compile if jit_compile is None else bool(jit_compile)
         self.jit_compile = jit
         self._train_fn = tf.function(self._train_graph, jit_compile=jit, reduce_retracing=True)
-        self._predict_fn = tf.function(self._predict_graph, jit_compile=jit, reduce_retracing=True)
+        predict_jit = cfg.d_predict_jit_compile if predict_jit_compile is None else bool(predict_jit_compile)
+        self._predict_fn = tf.function(self._predict_graph, jit_compile=predict_jit, reduce_retracing=True)
 
     # compiled bodies -----------------------------------------------------
     def _predict_graph(self, x):

@@ -522,6 +522,7 @@ def seq_to_mel(
     fmax: float,
     top_db: float,
     chunk_size: int = 64,
+    note_slots: int = 0,
 ) -> np.ndarray:
     """Log-mels of seqs, as ``wav_to_mel(seq_to_wav(seqs))`` but much faster (the training path).
 
@@ -542,6 +543,11 @@ def seq_to_mel(
         Mel settings, as in :func:`wav_to_mel`.
     chunk_size : int
         Seqs transformed at once (bounds memory; results do not depend on it).
+    note_slots : int
+        Notes gathered per step at least (0: as many as the batch's widest
+        chord, rounded up to a few fixed sizes). Each slot count is compiled
+        once, so a caller whose batches differ in chord width can fix it to
+        stop recompiling; results do not depend on it.
 
     Returns
     -------
@@ -557,6 +563,8 @@ def seq_to_mel(
 
     seqs = check_seqs(seqs, name="seqs")
     chunk_size = _check_chunk(chunk_size)
+    if isinstance(note_slots, bool) or not isinstance(note_slots, (int, np.integer)) or note_slots < 0:
+        raise MusicRLError(f"note_slots must be a non-negative int, got {note_slots!r}")
     synth_kwargs = dict(sr=sr, step_seconds=step_seconds, lowest_pitch=lowest_pitch,
                         n_harmonics=n_harmonics, attack=attack, release=release)
     mel_kwargs = dict(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax,
@@ -576,7 +584,7 @@ def seq_to_mel(
             )
         return out
     on = seqs > 0
-    k_max = max(1, int(on.sum(axis=-1).max()))
+    k_max = max(1, int(on.sum(axis=-1).max()), int(note_slots))
     # one padded width for the whole batch, so chunks do not change the sums
     k = next((b for b in _K_BUCKETS if b >= k_max), n_pitches)
     act = _active_pitches(on, min(k, n_pitches), n_pitches)

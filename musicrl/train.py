@@ -123,6 +123,7 @@ _RARE_SHARE = 0.01  # pitches below 1% of the notes are dropped before counting 
 _N_REFERENCE = 1024  # real windows the pitch-class overlap is measured against
 _MAX_SKIPS = 10  # consecutive skipped batches after which on_nonfinite='skip' gives up
 _DENSE_CHORD = 8  # clips with a chord of more notes are turned into mels apart from the others
+_NOTE_SLOTS = (4, _DENSE_CHORD)  # note slots per step of the mel groups of sparser clips
 _MEL_BATCH_STEP = 16  # mel batches are padded to a multiple of this many clips
 # streams of the generators of workers of a cluster, keyed by (seed, stream, counter, worker)
 _ROLLOUT_STREAM = 11
@@ -466,21 +467,28 @@ def _restore(snapshot: list[tuple[Any, np.ndarray]]) -> None:
 
 
 def _seq_mels(seqs: np.ndarray, cfg: Config) -> np.ndarray:
-    """``mel.seq_to_mel`` of a batch, with clips of dense chords transformed apart.
+    """``mel.seq_to_mel`` of a batch, its clips grouped by their widest chord.
 
-    The fast path pads every clip of a call to the widest chord of the call,
-    so a few dense chords (the policy's free-pitch branch) would make the
-    whole batch as slow as they are; the numbers are the same either way.
+    The fast path gathers as many notes per step as the widest chord of the
+    call and compiles once per width and batch size, so a few dense chords
+    (the policy's free-pitch branch) would make the whole batch as slow as
+    they are, and batches whose widest chord changes from one iteration to
+    the next would keep recompiling. Clips of up to 4 notes per step are
+    transformed together with 4 note slots, clips of up to
+    ``_DENSE_CHORD`` with that many, denser ones apart. The numbers are the
+    same either way.
     """
-    dense = seqs.sum(axis=2).max(axis=1) > _DENSE_CHORD
+    width = seqs.sum(axis=2).max(axis=1)
     mels = np.empty((len(seqs), cfg.n_frames, cfg.n_mels), np.float32)
-    for group in (~dense, dense):
+    edges = (-1, *_NOTE_SLOTS, math.inf)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        group = (width > lo) & (width <= hi)
         if group.any():
-            mels[group] = _padded_mels(seqs[group], cfg)
+            mels[group] = _padded_mels(seqs[group], cfg, note_slots=0 if hi == math.inf else int(hi))
     return mels
 
 
-def _padded_mels(seqs: np.ndarray, cfg: Config) -> np.ndarray:
+def _padded_mels(seqs: np.ndarray, cfg: Config, *, note_slots: int = 0) -> np.ndarray:
     """``mel.seq_to_mel`` with the batch padded by silent clips to a multiple of 16.
 
     Every new batch shape is compiled once; padding keeps the shapes of
@@ -489,10 +497,10 @@ def _padded_mels(seqs: np.ndarray, cfg: Config) -> np.ndarray:
     n = len(seqs)
     size = -(-n // _MEL_BATCH_STEP) * _MEL_BATCH_STEP
     if size == n:
-        return seq_to_mel(seqs, **cfg.seq_mel_kwargs())
+        return seq_to_mel(seqs, note_slots=note_slots, **cfg.seq_mel_kwargs())
     padded = np.zeros((size, *seqs.shape[1:]), np.float32)
     padded[:n] = seqs
-    return seq_to_mel(padded, **cfg.seq_mel_kwargs())[:n]
+    return seq_to_mel(padded, note_slots=note_slots, **cfg.seq_mel_kwargs())[:n]
 
 
 class _MelCache:
@@ -516,6 +524,13 @@ class _MelCache:
                 break
             self.mels.setdefault(keys[i], fresh[i])
         return np.stack([fresh[i] if i in fresh else self.mels[k] for i, k in enumerate(keys)])
+
+    def fill(self, seqs: np.ndarray, cfg: Config, *, batch: int = 256) -> None:
+        """Compute the mels of ``seqs`` (up to the capacity) now, so the loop's real batches find them."""
+        for lo in range(0, len(seqs), batch):
+            if len(self.mels) >= self.capacity:
+                break
+            self(seqs[lo : lo + batch], cfg)
 
 
 def _d_inputs(seqs: np.ndarray, cfg: Config, cache: _MelCache | None = None) -> np.ndarray:
@@ -863,6 +878,9 @@ def _train_run(
 
             # ---- adversarial training ---------------------------------------------------
             limit = cfg.iterations if cfg.iterations > 0 else None
+            if d_input_kind(cfg) == "mel" and (limit is None or state.iteration < limit):
+                # the real windows are fixed: their mels are made once, not in the loop
+                real_mels.fill(real_windows, cfg)
             bar = _bar(progress, limit, state.iteration, "train")
             while limit is None or state.iteration < limit:
                 if _halt(dist, stop, time_left() <= 0):

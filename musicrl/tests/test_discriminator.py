@@ -276,6 +276,20 @@ def test_jit_compiled_step_matches_graph_step(rng):
     np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["cnn", "lstm", "seq"])
+def test_xla_scoring_matches_graph_scoring(rng, arch):
+    cfg = Config(n_steps=4, d_arch=arch, d_channels=8, d_lstm_units=8, d_replay_share=0.0)
+    model = build_discriminator(cfg)
+    if arch == "seq":
+        x = (rng.random((3, *d_input_shape(cfg))) < 0.1).astype(np.float32)
+    else:
+        x = rng.uniform(-cfg.top_db, 0, (3, *d_input_shape(cfg))).astype(np.float32)
+    graph = DiscriminatorTrainer(cfg, model, predict_jit_compile=False).step_logits(x)
+    xla = DiscriminatorTrainer(cfg, model, predict_jit_compile=True).step_logits(x)
+    assert graph.shape == (3, cfg.n_steps)
+    np.testing.assert_allclose(xla, graph, atol=1e-4)
+
+
 def test_model_saves_and_loads(tmp_path, rng, cfg):
     cfg = dataclasses.replace(cfg, d_arch="cnn", d_loudness_norm="running", d_minibatch_std=True, d_channels=8)
     d = build_discriminator(cfg)

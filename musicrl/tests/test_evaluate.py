@@ -29,7 +29,7 @@ from musicrl.train import train
 TINY = [
     "n_steps=4", "batch_size=8", "window_hop=2", "holdout_fraction=0.5",
     "sr=8000", "n_fft=400", "hop_length=200", "n_mels=16", "fmax=4000", "n_harmonics=3",
-    "d_channels=4", "d_replay_capacity=16", "d_jit_compile=false",
+    "d_channels=4", "d_replay_capacity=16", "d_jit_compile=false", "d_predict_jit_compile=false",
     "policy_hidden=16", "policy_embed=8", "policy_jit_compile=false",
     "pretrain_steps=2", "iterations=2", "checkpoint_every=1", "sample_every=0", "n_saved_samples=1",
 ]

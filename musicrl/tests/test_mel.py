@@ -94,6 +94,14 @@ def test_fast_path_fallback_without_table(rng, monkeypatch):
     np.testing.assert_allclose(slow, fast, atol=TOL_DB, rtol=0)
 
 
+@pytest.mark.parametrize("note_slots", [0, 6, 8])
+def test_note_slots_do_not_change_mels(rng, note_slots):
+    seqs = rand_seqs(rng, 4)
+    kw = {**SYNTH, **MEL}
+    np.testing.assert_allclose(mel.seq_to_mel(seqs, note_slots=note_slots, **kw), mel.seq_to_mel(seqs, **kw),
+                               atol=1e-4, rtol=0)
+
+
 def test_a4_peak_band():
     a4 = np.eye(48, dtype=np.float32)[[33] * 4]
     wav = synth.seq_to_wav(a4, **{**SYNTH, "n_harmonics": 1})
@@ -220,6 +228,8 @@ def test_bad_mel_settings_raise(override, match):
         (np.zeros((2, 48)), {"chunk_size": 0}, "chunk_size"),
         (np.zeros((2, 48)), {"step_seconds": -1.0}, "step_seconds"),
         (np.zeros((2, 48)), {"n_fft": 1000, "hop_length": 2000}, "hop_length"),
+        (np.zeros((2, 48)), {"note_slots": -1}, "note_slots"),
+        (np.zeros((2, 48)), {"note_slots": 2.5}, "note_slots"),
     ],
 )
 def test_seq_to_mel_bad_input_raises(seqs, override, match):
