@@ -317,12 +317,52 @@ def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _add_sweep_parser(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="train and evaluate experiment configs over seeds; write a results table",
+        description=(
+            "Each experiment is a JSON file of config fields (changes from the defaults; see experiments/). "
+            "Every experiment is trained with every seed for the same time, in a process of its own, into "
+            "<out>/<experiment>/seed<S>/, then evaluated; runs already evaluated are kept, so an interrupted "
+            "sweep continues. Writes <out>/results.csv (per run and set), summary.csv (mean and std over "
+            "seeds) and results.md (headline measures, the change over pretraining alone, the targets)."
+        ),
+    )
+    p.add_argument("experiments", nargs="+", metavar="EXPERIMENT.json", help="experiment files")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
+    p.add_argument("--minutes", type=float, default=10.0, metavar="M",
+                   help="training time per run, pretraining included (default 10)")
+    p.add_argument("--out", default="runs/sweep", metavar="DIR", help="sweep folder (default runs/sweep)")
+    p.add_argument("--data", metavar="DIR", help="a folder of MIDI files to train on (default: the chorales)")
+    p.add_argument("--n", type=int, default=256, help="pieces per evaluation set (default 256)")
+    p.add_argument("--d-epochs", type=int, default=20, metavar="E",
+                   help="epochs of the fresh discriminator of the evaluation (default 20)")
+    p.add_argument("--table-only", action="store_true", help="only rewrite the tables from evaluated runs")
+    p.set_defaults(handler=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace, cfg: Config) -> int:
+    from . import sweep
+
+    if args.table_only:
+        rows = sweep.collect(args.out)
+        sweep.write_results(args.out, rows)
+    else:
+        rows = sweep.run_sweep(args.experiments, seeds=args.seeds, out=args.out, minutes=args.minutes,
+                               data=args.data, n=args.n, d_epochs=args.d_epochs)
+    print(sweep.results_markdown(rows))
+    print(f"wrote results.csv, summary.csv and results.md to {args.out}")
+    return 0
+
+
 # --------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------
 
 _COMMANDS: list[Callable[..., None]] = [
     _add_data_parser, _add_train_parser, _add_sample_parser, _add_evaluate_parser, _add_compare_parser,
+    _add_sweep_parser,
 ]
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "classifier_two_sample_test",
     "compare_to_real",
     "comparison_report",
+    "critic_comparison",
     "comparison_table",
     "discriminator_two_sample_test",
     "evaluate_run",
@@ -1342,6 +1343,64 @@ def evaluate_run(
         bar.close()
         tf_logger.setLevel(tf_level)
     return evaluation
+
+
+def critic_comparison(
+    ev: EvalSets,
+    *,
+    archs: Sequence[str] = ("cnn", "lstm", "seq"),
+    sets: Sequence[str] = ("real", "random", "pretrained", "agent"),
+    epochs: int = 20,
+    d_splits: int = 3,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Held-out accuracy of fresh discriminators of several architectures on the same sets.
+
+    Each architecture (``d_arch``; every other setting is the run's) is
+    trained anew by :func:`discriminator_two_sample_test` to tell
+    ``ev.reference`` from each set, with folds that keep each real piece's
+    windows together and the same seed for every architecture, so they see
+    the same clips and folds. It answers which critic can tell the agent's
+    music from real music at all: a critic at 0.5 on a set gives no signal
+    about it.
+
+    Parameters
+    ----------
+    ev : EvalSets
+        From :func:`load_eval_sets`.
+    archs : sequence of str
+        Architectures ('cnn', 'lstm', 'seq').
+    sets : sequence of str
+        Sets of ``ev`` to test (those it lacks are left out).
+    epochs, d_splits : int
+        Training epochs per fold, and folds.
+    seed : int
+        Seed of the folds and of the discriminators' initial weights.
+
+    Returns
+    -------
+    accuracy : dict
+        Architecture -> set -> mean held-out accuracy over the folds.
+    """
+    from .config import config_from_overrides
+
+    _check_int(epochs, "epochs", 1)
+    _check_int(d_splits, "d_splits", 2)
+    out: dict[str, dict[str, float]] = {}
+    for arch in archs:
+        cfg = config_from_overrides({"d_arch": arch}, base=ev.cfg)
+        ref_x = _d_inputs_for(ev.reference, cfg)
+        out[arch] = {}
+        cache: dict = {}
+        for name in sets:
+            if name not in ev.sets:
+                continue
+            result = discriminator_two_sample_test(
+                ref_x, _d_inputs_for(ev.sets[name], cfg), cfg, n_splits=d_splits, epochs=epochs, seed=seed,
+                real_groups=ev.groups["reference"], gen_groups=ev.groups.get(name), cache=cache,
+            )
+            out[arch][name] = result["accuracy"]
+    return out
 
 
 def _set_label(name: str, info: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 
@@ -444,7 +445,19 @@ class _SeqPlan:
         self.restore = positions.astype(np.int32)
         self.ref = _full_scale(sr, n_fft, n_mels, fmin, fmax)
         self.top_db = top_db
-        self.fn = self._make_fn()
+        self._fns: dict[tuple[int, ...], Any] = {}
+
+    def fn(self, act):
+        """Log-mels of a chunk of active-pitch ids ``(batch, n_steps, k)``.
+
+        One compiled function per chunk shape: a few shapes occur (batch
+        buckets times note slots), each compiled once, and TensorFlow does
+        not take them for retracing of one function.
+        """
+        key = tuple(act.shape)
+        if key not in self._fns:
+            self._fns[key] = self._make_fn()
+        return self._fns[key](self.tables, act)
 
     def _make_fn(self):
         import tensorflow as tf
@@ -595,5 +608,5 @@ def seq_to_mel(
         if size > len(chunk):
             pad = np.full((size - len(chunk),) + chunk.shape[1:], n_pitches, dtype=np.int32)
             chunk = np.concatenate([chunk, pad])
-        out[lo : lo + chunk_size] = plan.fn(plan.tables, tf.constant(chunk)).numpy()[: min(chunk_size, batch - lo)]
+        out[lo : lo + chunk_size] = plan.fn(tf.constant(chunk)).numpy()[: min(chunk_size, batch - lo)]
     return out

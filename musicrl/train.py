@@ -503,6 +503,16 @@ def _padded_mels(seqs: np.ndarray, cfg: Config, *, note_slots: int = 0) -> np.nd
     return seq_to_mel(padded, note_slots=note_slots, **cfg.seq_mel_kwargs())[:n]
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (NaN where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return math.nan
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
+
+
 class _MelCache:
     """Log-mels of seqs seen before, keyed by the seq's notes (real windows recur; mels are exact).
 
@@ -1004,6 +1014,7 @@ def _train_run(
                             tf.summary.scalar(f"train/{key}", value, step=iteration)
                 row["t_log"] = time.perf_counter() - t5
                 row["episodes_per_s"] = cfg.batch_size / (time.perf_counter() - t0)
+                row["peak_rss_mb"] = _peak_rss_mb()
                 metrics_log.append(row)
                 if bar is not None:
                     bar.update(1)

@@ -397,3 +397,16 @@ def test_pitch_class_hists_draw_one_bar_per_set_and_class():
     assert [t.get_text() for t in ax.get_xticklabels()][:3] == ["C", "C#", "D"]
     with pytest.raises(MusicRLError, match=r"shape \(12,\)"):
         plotting.plot_pitch_class_hists({"bad": np.ones(11)})
+
+
+def test_critic_comparison_trains_each_architecture_on_the_same_sets(runs):
+    ev = evaluate.load_eval_sets(runs["a"], n=N, seed=0)
+    acc = evaluate.critic_comparison(ev, archs=("cnn", "seq"), sets=("random", "agent", "missing"), epochs=1,
+                                     d_splits=2)
+    assert list(acc) == ["cnn", "seq"]
+    assert all(list(row) == ["random", "agent"] for row in acc.values())
+    assert all(0.0 <= a <= 1.0 for row in acc.values() for a in row.values())
+    again = evaluate.critic_comparison(ev, archs=("seq",), sets=("random",), epochs=1, d_splits=2)
+    assert again["seq"]["random"] == acc["seq"]["random"]  # same seed, same folds and weights
+    with pytest.raises(MusicRLError, match="d_arch"):
+        evaluate.critic_comparison(ev, archs=("transformer",), epochs=1)

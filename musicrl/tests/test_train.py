@@ -45,7 +45,7 @@ TINY = [
     "deterministic=true",
 ]
 # row fields that measure time, not the computation
-TIMING = {"time_s", "episodes_per_s", "t_sample", "t_mel", "t_reward", "t_d_update", "t_policy_update", "t_log"}
+TIMING = {"time_s", "episodes_per_s", "peak_rss_mb", "t_sample", "t_mel", "t_reward", "t_d_update", "t_policy_update", "t_log"}
 
 
 def tiny_cfg(**overrides):
@@ -140,7 +140,7 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     rows = read_metrics(run_dir)
     assert [r["iteration"] for r in rows] == [1, 2]
     for key in ("reward_mean", "reward_std", "d_loss", "d_acc_real", "d_acc_gen", "entropy", "kl",
-                "episodes_per_s", "top3_pitch_share", "pc_hist_overlap", "distinct_chords"):
+                "episodes_per_s", "peak_rss_mb", "top3_pitch_share", "pc_hist_overlap", "distinct_chords"):
         assert all(np.isfinite(r[key]) for r in rows), key
     assert all(0 <= r["d_acc_real"] <= 1 and 0 <= r["d_acc_gen"] <= 1 for r in rows)
     assert all(r["reward_mean"] <= 0 for r in rows)  # log D is never positive

@@ -1,0 +1,474 @@
+"""Experiments over seeds: train each configuration, evaluate it, tabulate mean and spread.
+
+An *experiment* is a JSON file of config fields (the changes from the
+defaults; ``{}`` is the default configuration), named by its file name
+without ``.json``. :func:`run_sweep` trains every experiment with every seed
+for the same time budget, each in a process of its own (``python -m musicrl
+train``, then ``python -m musicrl evaluate``), into
+``<out>/<experiment>/seed<S>/``; a run whose evaluation is already there is
+not run again, so an interrupted sweep continues where it stopped.
+
+The tables come from the runs' ``metrics.json`` files (:func:`collect`):
+
+* ``results.csv``: one row per run and evaluation set (real, random,
+  pretrained, agent);
+* ``summary.csv``: per experiment and set, the mean and the standard
+  deviation over seeds of every measure;
+* ``results.md``: the headline measures as mean +- std, the adversarial
+  phase's change over the same run's pretrained-only policy (paired by
+  seed), and where the agents stand on the targets of :data:`TARGETS`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from .config import config_from_overrides
+from .errors import MusicRLError
+
+__all__ = [
+    "BETTER",
+    "HEADLINE",
+    "TARGETS",
+    "Experiment",
+    "collect",
+    "load_experiment",
+    "paired_changes",
+    "results_markdown",
+    "run_sweep",
+    "summarize",
+    "target_checks",
+    "write_results",
+]
+
+HEADLINE: tuple[str, ...] = (
+    "fresh_d_acc", "seq_clf_acc", "in_key_rate", "consonant_chord_rate", "pitch_class_overlap",
+    "distinct_chord_ratio", "copy_rate", "top3_pitch_share",
+)
+"""The measures of the markdown tables, in order."""
+
+BETTER: dict[str, int] = {
+    "fresh_d_acc": -1,
+    "seq_clf_acc": -1,
+    "in_key_rate": +1,
+    "consonant_chord_rate": +1,
+    "pitch_class_overlap": +1,
+}
+"""Which way is better (+1 higher, -1 lower) for the measures the adversarial phase must improve."""
+
+TARGETS: dict[str, str] = {
+    "fresh_d_acc": "agent at most 0.75 (and random progressions at least 0.95)",
+    "in_key_rate": "agent within 0.05 of the real data",
+    "consonant_chord_rate": "agent at least 0.7",
+    "pitch_class_overlap": "agent at least 0.9",
+    "distinct_chord_ratio": "agent at least half the real data's",
+    "copy_rate": "agent at most 0.05 (pieces repeating 8 chords of a training piece)",
+}
+"""The quality targets a run is measured against, in words."""
+
+SETS: tuple[str, ...] = ("real", "random", "pretrained", "agent")
+_SEED_DIR = "seed{}"
+
+
+class Experiment(NamedTuple):
+    """One configuration of a sweep: its name (the file's stem), its config fields and its file."""
+
+    name: str
+    overrides: dict[str, Any]
+    path: Path
+
+
+def load_experiment(path: str | os.PathLike) -> Experiment:
+    """Read an experiment file: a JSON object of config fields.
+
+    Raises
+    ------
+    MusicRLError
+        When the file cannot be read, is not a JSON object, or a field is
+        unknown or out of range (the message names the file).
+    """
+    path = Path(path).expanduser()
+    try:
+        overrides = json.loads(path.read_text())
+    except OSError as e:
+        raise MusicRLError(f"cannot read experiment file {str(path)!r}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise MusicRLError(f"experiment file {str(path)!r} is not valid JSON: {e}") from None
+    if not isinstance(overrides, dict):
+        raise MusicRLError(f"experiment file {str(path)!r} must hold a JSON object of config fields")
+    if "seed" in overrides:
+        raise MusicRLError(f"experiment file {str(path)!r} sets 'seed': the sweep gives the seeds")
+    try:
+        config_from_overrides(overrides)
+    except MusicRLError as e:
+        raise MusicRLError(f"experiment file {str(path)!r}: {e}") from None
+    return Experiment(path.stem, overrides, path)
+
+
+def _check_seeds(seeds: Sequence[int]) -> list[int]:
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+        raise MusicRLError(f"seeds must be a non-empty list of non-negative ints, got {seeds!r}")
+    if len(set(seeds)) < len(seeds):
+        raise MusicRLError(f"seeds must be distinct, got {seeds!r}")
+    return [int(s) for s in seeds]
+
+
+def run_sweep(
+    experiments: Sequence[str | os.PathLike | Experiment],
+    *,
+    seeds: Sequence[int],
+    out: str | os.PathLike,
+    minutes: float | None = 10.0,
+    data: str | os.PathLike | None = None,
+    n: int = 256,
+    d_epochs: int = 20,
+    python: str = sys.executable,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Train and evaluate every experiment with every seed, then write the tables.
+
+    Parameters
+    ----------
+    experiments : sequence of path or Experiment
+        Experiment files (see :func:`load_experiment`).
+    seeds : sequence of int
+        Seeds; each experiment runs once per seed.
+    out : path-like
+        Sweep folder: runs go to ``<out>/<experiment>/seed<S>/``, tables to
+        ``<out>`` (see :func:`write_results`).
+    minutes : float or None
+        Training time per run, pretraining included (None: the
+        configuration's own ``iterations`` / ``minutes``).
+    data : path-like, optional
+        A MIDI folder to train on (default: the configuration's data set).
+    n, d_epochs : int
+        Pieces per evaluation set, and epochs of the fresh discriminator
+        (``python -m musicrl evaluate --n --d-epochs``).
+    python : str
+        The interpreter that runs the commands.
+    log : callable
+        Receives one line per finished or skipped run.
+
+    Returns
+    -------
+    rows : list of dict
+        :func:`collect` of the sweep folder, after the runs.
+
+    Raises
+    ------
+    MusicRLError
+        On a bad experiment file or setting, or when a run's training or
+        evaluation fails (the message names the run and its log file).
+    """
+    exps = [e if isinstance(e, Experiment) else load_experiment(e) for e in experiments]
+    if not exps:
+        raise MusicRLError("a sweep needs at least one experiment file")
+    names = [e.name for e in exps]
+    if len(set(names)) < len(names):
+        raise MusicRLError(f"experiment names (file stems) must be distinct, got {names}")
+    seeds = _check_seeds(seeds)
+    if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise MusicRLError(f"minutes must be a positive number or None, got {minutes!r}")
+    root = Path(out).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    for exp in exps:
+        for seed in seeds:
+            run_dir = root / exp.name / _SEED_DIR.format(seed)
+            if (run_dir / "metrics.json").is_file():
+                log(f"{exp.name} seed {seed}: evaluated already, kept")
+                continue
+            t0 = time.perf_counter()
+            if not (run_dir / "checkpoints").is_dir():
+                cmd = [python, "-m", "musicrl", "train", "--config", str(exp.path), "--seed", str(seed),
+                       "--out", str(root / exp.name), "--name", run_dir.name, "--no-progress"]
+                if minutes is not None:
+                    cmd += ["--minutes", repr(float(minutes))]
+                if data is not None:
+                    cmd += ["--data", str(data)]
+                _run_logged(cmd, root / exp.name / f"{run_dir.name}.train.log", env, f"{exp.name} seed {seed}")
+            cmd = [python, "-m", "musicrl", "evaluate", "--run", str(run_dir), "--n", str(int(n)),
+                   "--d-epochs", str(int(d_epochs)), "--no-progress"]
+            _run_logged(cmd, root / exp.name / f"{run_dir.name}.evaluate.log", env, f"{exp.name} seed {seed}")
+            log(f"{exp.name} seed {seed}: trained and evaluated in {time.perf_counter() - t0:.0f} s")
+    rows = collect(root)
+    write_results(root, rows)
+    return rows
+
+
+def _run_logged(cmd: list[str], log_file: Path, env: dict[str, str], what: str) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        raise MusicRLError(f"{what}: '{' '.join(cmd[1:4])}' exited with {code}; see {log_file}")
+
+
+def _training_stats(run_dir: Path) -> dict[str, float]:
+    """Iterations, episodes and the last D accuracies of a run, from its metrics.jsonl."""
+    from .runs import read_metrics
+
+    try:
+        rows = read_metrics(run_dir)
+    except MusicRLError:
+        return {}
+    if not rows:
+        return {"iterations": 0.0}
+    last = rows[-1]
+    tail = rows[-max(1, len(rows) // 10):]
+    return {
+        "iterations": float(last["iteration"]),
+        "episodes": float(last.get("episodes", math.nan)),
+        "d_acc_real_end": float(np.mean([r["d_acc_real"] for r in tail])),
+        "d_acc_gen_end": float(np.mean([r["d_acc_gen"] for r in tail])),
+        "reward_end": float(np.mean([r["reward_mean"] for r in tail])),
+    }
+
+
+def collect(out: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every evaluated run of a sweep folder: one row per run and set.
+
+    Returns
+    -------
+    rows : list of dict
+        ``experiment``, ``seed``, ``set``, the training stats of the run
+        (``iterations``, ``episodes``, ``d_acc_real_end``, ``d_acc_gen_end``,
+        ``reward_end``: means over the last tenth of the iterations) and every
+        column of the evaluation table (NaN where not measured). Sorted by
+        experiment, seed and set.
+    """
+    from .evaluate import load_evaluation
+
+    root = Path(out).expanduser()
+    if not root.is_dir():
+        raise MusicRLError(f"sweep folder {str(root)!r} does not exist")
+    rows = []
+    for path in sorted(root.glob(f"*/{_SEED_DIR.format('*')}/metrics.json")):
+        run_dir = path.parent
+        try:
+            seed = int(run_dir.name[len("seed"):])
+        except ValueError:
+            continue
+        evaluation = load_evaluation(path)
+        stats = _training_stats(run_dir)
+        for s in evaluation["sets"]:
+            values = {c: _float(v) for c, v in evaluation["table"][s].items()}
+            rows.append({"experiment": run_dir.parent.name, "seed": seed, "set": s, **stats, **values})
+    order = {s: i for i, s in enumerate(SETS)}
+    rows.sort(key=lambda r: (r["experiment"], r["seed"], order.get(r["set"], len(order))))
+    return rows
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _numeric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    skip = {"experiment", "seed", "set"}
+    return list(dict.fromkeys(k for r in rows for k in r if k not in skip))
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and spread over seeds, per experiment and set.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        From :func:`collect`.
+
+    Returns
+    -------
+    summary : list of dict
+        ``experiment``, ``set``, ``n_seeds``, and for every measure ``m``:
+        ``m`` (mean over seeds) and ``m_std`` (sample standard deviation,
+        ``ddof=1``; NaN for a single seed). NaN values are left out of both.
+    """
+    columns = _numeric_columns(rows)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["experiment"], r["set"]), []).append(r)
+    out = []
+    for (exp, s), members in groups.items():
+        row: dict[str, Any] = {"experiment": exp, "set": s, "n_seeds": len(members)}
+        for c in columns:
+            x = np.array([_float(m.get(c)) for m in members])
+            x = x[np.isfinite(x)]
+            row[c] = float(x.mean()) if len(x) else math.nan
+            row[f"{c}_std"] = float(x.std(ddof=1)) if len(x) > 1 else math.nan
+        out.append(row)
+    return out
+
+
+def paired_changes(
+    rows: Sequence[dict[str, Any]], *, before: str = "pretrained", after: str = "agent"
+) -> list[dict[str, Any]]:
+    """The adversarial phase's change of each measure, paired by run.
+
+    For each experiment and measure of :data:`BETTER`: the per-seed changes
+    ``after - before`` (both sets come from the same run), their mean, and
+    the seed-to-seed spread (the larger of the two sets' standard
+    deviations over seeds). The phase *beats* pretraining on a measure when
+    the mean change goes the better way by more than that spread and every
+    seed's change goes that way.
+
+    Returns
+    -------
+    changes : list of dict
+        ``experiment``, ``measure``, ``n_seeds``, ``before``, ``after``
+        (means), ``change`` (mean), ``spread``, ``beats`` (bool).
+    """
+    by_run: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        by_run.setdefault((r["experiment"], r["seed"]), {})[r["set"]] = r
+    out = []
+    for exp in dict.fromkeys(e for e, _ in by_run):
+        runs = [sets for (e, _), sets in by_run.items() if e == exp and before in sets and after in sets]
+        for m, sign in BETTER.items():
+            b = np.array([_float(sets[before].get(m)) for sets in runs])
+            a = np.array([_float(sets[after].get(m)) for sets in runs])
+            ok = np.isfinite(a) & np.isfinite(b)
+            a, b = a[ok], b[ok]
+            if not len(a):
+                continue
+            change = a - b
+            spread = max(b.std(ddof=1), a.std(ddof=1)) if len(a) > 1 else math.nan
+            beats = bool(len(a) > 1 and sign * change.mean() > spread and np.all(sign * change > 0))
+            out.append({"experiment": exp, "measure": m, "n_seeds": int(len(a)), "before": float(b.mean()),
+                        "after": float(a.mean()), "change": float(change.mean()), "spread": float(spread),
+                        "beats": beats})
+    return out
+
+
+def target_checks(summary: Sequence[dict[str, Any]], experiment: str, *, set_name: str = "agent") -> list[dict]:
+    """Where one experiment's ``set_name`` stands on each target of :data:`TARGETS` (means over seeds).
+
+    Returns
+    -------
+    checks : list of dict
+        ``measure``, ``target`` (words), ``value``, ``goal`` (the bound, from
+        the real and random sets where the target depends on them), ``met``
+        (bool; False when a value is missing) and ``gap`` (how far from the
+        bound, 0 when met).
+    """
+    rows = {r["set"]: r for r in summary if r["experiment"] == experiment}
+    if set_name not in rows:
+        raise MusicRLError(f"experiment {experiment!r} has no {set_name!r} set in the summary")
+    got = rows[set_name]
+    real = rows.get("real", {})
+    random = rows.get("random", {})
+
+    def check(measure, value, goal, le):
+        value, goal = _float(value), _float(goal)
+        met = bool(np.isfinite(value) and np.isfinite(goal) and (value <= goal if le else value >= goal))
+        gap = 0.0 if met else (abs(value - goal) if np.isfinite(value) and np.isfinite(goal) else math.nan)
+        return {"measure": measure, "target": TARGETS.get(measure.split(" ")[0], ""), "value": value,
+                "goal": goal, "met": met, "gap": gap}
+
+    in_key_gap = abs(_float(got.get("in_key_rate")) - _float(real.get("in_key_rate")))
+    return [
+        check("fresh_d_acc", got.get("fresh_d_acc"), 0.75, True),
+        check("fresh_d_acc (random)", random.get("fresh_d_acc"), 0.95, False),
+        {**check("in_key_rate", in_key_gap, 0.05, True), "value": _float(got.get("in_key_rate"))},
+        check("consonant_chord_rate", got.get("consonant_chord_rate"), 0.7, False),
+        check("pitch_class_overlap", got.get("pitch_class_overlap"), 0.9, False),
+        check("distinct_chord_ratio", got.get("distinct_chord_ratio"),
+              0.5 * _float(real.get("distinct_chord_ratio")), False),
+        check("copy_rate", got.get("copy_rate"), 0.05, True),
+    ]
+
+
+def _fmt(mean: float, std: float | None = None) -> str:
+    if not np.isfinite(mean):
+        return "-"
+    return f"{mean:.3f}" if std is None or not np.isfinite(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def results_markdown(rows: Sequence[dict[str, Any]], *, experiments: Sequence[str] | None = None) -> str:
+    """The sweep's results in markdown: headline measures, changes over pretraining, targets.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        From :func:`collect`.
+    experiments : sequence of str, optional
+        Experiments in table order (default: as they come in ``rows``).
+    """
+    if not rows:
+        raise MusicRLError("no evaluated runs to tabulate")
+    summary = summarize(rows)
+    names = list(experiments) if experiments is not None else list(dict.fromkeys(r["experiment"] for r in rows))
+    lines = ["## Evaluation (mean ± std over seeds)", ""]
+    header = ["experiment", "set", "seeds", "iterations", *HEADLINE]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
+    for exp in names:
+        for r in summary:
+            if r["experiment"] != exp:
+                continue
+            its = _float(r.get("iterations"))
+            cells = [exp, r["set"], str(r["n_seeds"]), f"{its:.0f}" if np.isfinite(its) else "-"]
+            cells += [_fmt(r.get(c, math.nan), r.get(f"{c}_std")) for c in HEADLINE]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## The adversarial phase against pretraining alone (agent - pretrained, paired by seed)", ""]
+    lines += ["| experiment | measure | better | pretrained | agent | change | seed spread | beats |",
+              "|---|---|---|---:|---:|---:|---:|---|"]
+    for c in paired_changes(rows):
+        if c["experiment"] in names:
+            lines.append(
+                f"| {c['experiment']} | {c['measure']} | {'higher' if BETTER[c['measure']] > 0 else 'lower'} | "
+                f"{c['before']:.3f} | {c['after']:.3f} | {c['change']:+.3f} | {_fmt(c['spread'])} | "
+                f"{'yes' if c['beats'] else 'no'} |"
+            )
+    lines += ["", "## Targets (agent, mean over seeds)", ""]
+    lines += ["| experiment | measure | value | bound | met | short by |", "|---|---|---:|---:|---|---:|"]
+    for exp in names:
+        if not any(r["experiment"] == exp and r["set"] == "agent" for r in summary):
+            continue
+        for t in target_checks(summary, exp):
+            bound = ("<= " if t["measure"] in ("fresh_d_acc", "copy_rate") else ">= ") + _fmt(t["goal"])
+            if t["measure"] == "in_key_rate":
+                bound = "|x - real| <= 0.050"
+            lines.append(f"| {exp} | {t['measure']} | {_fmt(t['value'])} | {bound} | "
+                         f"{'yes' if t['met'] else 'no'} | {'' if t['met'] else _fmt(t['gap'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()})
+    os.replace(tmp, path)
+
+
+def write_results(out: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> list[Path]:
+    """Write ``results.csv``, ``summary.csv`` and ``results.md`` into ``out``; return their paths."""
+    root = Path(out).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MusicRLError(f"cannot create folder {str(root)!r}: {e.strerror or e}") from None
+    paths = [root / "results.csv", root / "summary.csv", root / "results.md"]
+    _write_csv(paths[0], rows)
+    _write_csv(paths[1], summarize(rows))
+    text = results_markdown(rows)
+    tmp = paths[2].with_name(paths[2].name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, paths[2])
+    return paths

@@ -1,0 +1,177 @@
+"""Tests of sweeps: experiment files, the tables over seeds, and one tiny sweep run end to end."""
+
+import csv
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from musicrl import sweep
+from musicrl.config import config_from_overrides
+from musicrl.errors import MusicRLError
+from musicrl.midi import rand_progression, save_midi
+from musicrl.tests.test_evaluate import TINY, _cli
+
+
+def _rows(rng, *, changes, n_seeds=3, experiment="exp", noise=0.01):
+    """Rows as collect() gives them: per seed, a pretrained and an agent set whose measures differ by ``changes``."""
+    rows = []
+    for seed in range(n_seeds):
+        base = {m: 0.5 + noise * rng.standard_normal() for m in sweep.BETTER}
+        for s, shift in (("real", None), ("random", None), ("pretrained", 0.0), ("agent", 1.0)):
+            values = dict(base) if shift is None else {m: base[m] + shift * changes.get(m, 0.0) for m in base}
+            rows.append({"experiment": experiment, "seed": seed, "set": s, "iterations": 10.0 + seed,
+                         "distinct_chord_ratio": 0.8, "copy_rate": 0.0, **values})
+    return rows
+
+
+def test_summarize_gives_mean_and_sample_std(rng):
+    rows = _rows(rng, changes={})
+    summary = sweep.summarize(rows)
+    assert {(r["experiment"], r["set"]) for r in summary} == {("exp", s) for s in sweep.SETS}
+    agent = next(r for r in summary if r["set"] == "agent")
+    x = np.array([r["in_key_rate"] for r in rows if r["set"] == "agent"])
+    assert agent["n_seeds"] == 3
+    np.testing.assert_allclose(agent["in_key_rate"], x.mean(), rtol=1e-12)
+    np.testing.assert_allclose(agent["in_key_rate_std"], x.std(ddof=1), rtol=1e-12)
+    assert agent["iterations"] == 11.0
+
+
+def test_summarize_leaves_out_nan_and_single_seed_has_no_spread(rng):
+    rows = _rows(rng, changes={}, n_seeds=2)
+    rows[0]["fresh_d_acc"] = math.nan  # seed 0, real set
+    summary = {r["set"]: r for r in sweep.summarize(rows)}
+    assert summary["real"]["fresh_d_acc"] == rows[4]["fresh_d_acc"]
+    assert math.isnan(summary["real"]["fresh_d_acc_std"])
+
+
+@pytest.mark.parametrize("measure", list(sweep.BETTER))
+def test_paired_changes_beat_only_beyond_the_seed_spread(rng, measure):
+    sign = sweep.BETTER[measure]
+    clear = sweep.paired_changes(_rows(rng, changes={measure: 0.2 * sign}))
+    small = sweep.paired_changes(_rows(rng, changes={measure: 0.001 * sign}, noise=0.05))
+    wrong = sweep.paired_changes(_rows(rng, changes={measure: -0.2 * sign}))
+    for changes, beats in ((clear, True), (small, False), (wrong, False)):
+        c = next(c for c in changes if c["measure"] == measure)
+        assert c["beats"] is beats
+        np.testing.assert_allclose(c["change"], c["after"] - c["before"], atol=1e-12)
+    other = [c for c in clear if c["measure"] != measure]
+    assert not any(c["beats"] for c in other)
+
+
+def test_paired_changes_need_two_seeds(rng):
+    changes = sweep.paired_changes(_rows(rng, changes={"in_key_rate": 0.3}, n_seeds=1))
+    c = next(c for c in changes if c["measure"] == "in_key_rate")
+    assert c["beats"] is False and math.isnan(c["spread"])
+
+
+def test_target_checks_measure_each_bound(rng):
+    rows = _rows(rng, changes={}, n_seeds=2)
+    for r in rows:
+        r.update({"real": dict(in_key_rate=0.94, distinct_chord_ratio=0.86, fresh_d_acc=0.5),
+                  "random": dict(fresh_d_acc=0.97),
+                  "pretrained": {},
+                  "agent": dict(fresh_d_acc=0.8, in_key_rate=0.85, consonant_chord_rate=0.75,
+                                pitch_class_overlap=0.95, distinct_chord_ratio=0.4, copy_rate=0.01)}[r["set"]])
+    checks = {c["measure"]: c for c in sweep.target_checks(sweep.summarize(rows), "exp")}
+    assert not checks["fresh_d_acc"]["met"] and checks["fresh_d_acc"]["gap"] == pytest.approx(0.05)
+    assert checks["fresh_d_acc (random)"]["met"]
+    assert not checks["in_key_rate"]["met"] and checks["in_key_rate"]["gap"] == pytest.approx(0.04)
+    assert checks["in_key_rate"]["value"] == pytest.approx(0.85)
+    assert checks["consonant_chord_rate"]["met"] and checks["consonant_chord_rate"]["gap"] == 0.0
+    assert checks["pitch_class_overlap"]["met"]
+    assert not checks["distinct_chord_ratio"]["met"]
+    assert checks["distinct_chord_ratio"]["goal"] == pytest.approx(0.43)
+    assert checks["copy_rate"]["met"]
+    with pytest.raises(MusicRLError, match="no 'agent' set"):
+        sweep.target_checks(sweep.summarize([r for r in rows if r["set"] != "agent"]), "exp")
+
+
+def test_results_markdown_and_files(tmp_path, rng):
+    rows = _rows(rng, changes={"in_key_rate": 0.2}) + _rows(rng, changes={}, experiment="other")
+    text = sweep.results_markdown(rows)
+    assert "| exp | in_key_rate | higher |" in text and "| yes |" in text
+    assert text.count("| other | agent |") == 1
+    paths = sweep.write_results(tmp_path / "out", rows)
+    assert [p.name for p in paths] == ["results.csv", "summary.csv", "results.md"]
+    with open(paths[0]) as f:
+        back = list(csv.DictReader(f))
+    assert len(back) == len(rows)
+    assert float(back[3]["in_key_rate"]) == pytest.approx(rows[3]["in_key_rate"], rel=1e-12)
+    with open(paths[1]) as f:
+        assert len(list(csv.DictReader(f))) == 8  # 2 experiments x 4 sets
+    assert paths[2].read_text() == text
+    with pytest.raises(MusicRLError, match="no evaluated runs"):
+        sweep.results_markdown([])
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"no_such_field": 1}', "no_such_field"),
+        ('{"batch_size": -4}', "batch_size"),
+        ('{"seed": 3}', "gives the seeds"),
+    ],
+)
+def test_bad_experiment_files_raise(tmp_path, content, match):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(MusicRLError, match=match) as info:
+        sweep.load_experiment(path)
+    assert "bad.json" in str(info.value)
+
+
+def test_bad_sweep_settings_raise(tmp_path):
+    exp = tmp_path / "a.json"
+    exp.write_text("{}")
+    with pytest.raises(MusicRLError, match="cannot read"):
+        sweep.load_experiment(tmp_path / "missing.json")
+    for kwargs, match in (
+        ({"seeds": []}, "seeds"),
+        ({"seeds": [0, 0]}, "distinct"),
+        ({"seeds": [-1]}, "seeds"),
+        ({"seeds": [0], "minutes": 0}, "minutes"),
+    ):
+        with pytest.raises(MusicRLError, match=match):
+            sweep.run_sweep([exp], out=tmp_path / "out", **kwargs)
+    with pytest.raises(MusicRLError, match="at least one"):
+        sweep.run_sweep([], seeds=[0], out=tmp_path / "out")
+    with pytest.raises(MusicRLError, match="distinct"):
+        sweep.run_sweep([exp, exp], seeds=[0], out=tmp_path / "out")
+    with pytest.raises(MusicRLError, match="does not exist"):
+        sweep.collect(tmp_path / "nothing")
+
+
+def test_tiny_sweep_end_to_end(tmp_path):
+    """Train and evaluate one tiny experiment in subprocesses; a second sweep keeps the run."""
+    music = tmp_path / "music"
+    music.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(8):
+        save_midi(rand_progression(rng, n_chords=12), music / f"piece{i}.mid")
+    names = [item.split("=", 1)[0] for item in TINY]
+    tiny = {k: v for k, v in dataclasses.asdict(config_from_overrides({}, sets=TINY)).items() if k in names}
+    exp = tmp_path / "tiny.json"
+    exp.write_text(json.dumps(tiny))
+    out = tmp_path / "sweep"
+    lines = []
+    rows = sweep.run_sweep([exp], seeds=[3], out=out, minutes=None, data=music, n=12, d_epochs=1, log=lines.append)
+    assert [r["set"] for r in rows] == list(sweep.SETS)
+    assert all(r["experiment"] == "tiny" and r["seed"] == 3 and r["iterations"] == 2 for r in rows)
+    assert 0.0 <= rows[3]["in_key_rate"] <= 1.0 and np.isfinite(rows[3]["fresh_d_acc"])
+    saved = json.loads((out / "tiny" / "seed3" / "config.json").read_text())
+    assert saved["seed"] == 3 and saved["batch_size"] == 8
+    assert "trained and evaluated" in lines[0]
+    assert (out / "results.md").is_file() and (out / "tiny" / "seed3.train.log").is_file()
+    again = []
+    assert sweep.run_sweep([exp], seeds=[3], out=out, minutes=None, data=music, log=again.append) == rows
+    assert again == ["tiny seed 3: evaluated already, kept"]
+    (out / "results.md").unlink()
+    code, stdout, _ = _cli(["sweep", str(exp), "--out", str(out), "--table-only"])
+    assert code == 0 and "## Targets" in stdout and (out / "results.md").is_file()
+    code, _, stderr = _cli(["sweep", str(exp), "--out", str(out), "--set", "batch_size=4"])
+    assert code == 2 and "--set" in stderr  # settings come from the experiment files
