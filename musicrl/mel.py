@@ -601,6 +601,10 @@ def seq_to_mel(
     # one padded width for the whole batch, so chunks do not change the sums
     k = next((b for b in _K_BUCKETS if b >= k_max), n_pitches)
     act = _active_pitches(on, min(k, n_pitches), n_pitches)
+    if k > _MAX_UNROLL:
+        # dense chords take the gather-then-sum branch, whose intermediate grows with
+        # clips x note slots (gigabytes for 64 clips of 48-note chords): fewer clips at once
+        chunk_size = max(1, chunk_size * _MAX_UNROLL // k)
     out = np.empty((batch, plan.n_frames, n_mels), dtype=np.float32)
     for lo in range(0, batch, chunk_size):
         chunk = act[lo : lo + chunk_size]

@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,17 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert code == 0 and "## Targets" in stdout and (out / "results.md").is_file()
     code, _, stderr = _cli(["sweep", str(exp), "--out", str(out), "--set", "batch_size=4"])
     assert code == 2 and "--set" in stderr  # settings come from the experiment files
+
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.json"))
+
+
+def test_the_experiments_folder_has_the_default():
+    assert "default" in [p.stem for p in EXPERIMENTS]
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_file_is_a_valid_config(path):
+    exp = sweep.load_experiment(path)
+    assert exp.name == path.stem
+    assert config_from_overrides(exp.overrides) != config_from_overrides({}) or exp.name == "default"
