@@ -73,6 +73,7 @@ __all__ = [
     "build_chord_vocab",
     "build_policy",
     "clone_policy",
+    "kl_weight",
     "policy_kl",
     "pretrain_step",
     "reinforce_step",
@@ -1058,6 +1059,44 @@ def reinforce_step(
         tf.constant(value_coef, tf.float32), tf.constant(clip or 0.0, tf.float32),
     )
     return {k: float(v) for k, v in out.items()}
+
+
+KL_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def kl_weight(iteration: int, *, start: float, end: float, iterations: int, schedule: str = "constant") -> float:
+    """The KL penalty's weight at an adversarial iteration, moving from ``start`` to ``end``.
+
+    Parameters
+    ----------
+    iteration : int
+        Adversarial iteration, counting from 1.
+    start, end : float
+        Weights at iteration 1 and from iteration ``iterations + 1`` on (>= 0).
+    iterations : int
+        Length of the move (>= 1).
+    schedule : str
+        'constant' (always ``start``), 'linear', or 'cosine' (half a cosine:
+        slow at both ends).
+
+    Returns
+    -------
+    weight : float
+    """
+    start = _non_negative(start, "start")
+    end = _non_negative(end, "end")
+    if schedule not in KL_SCHEDULES:
+        raise MusicRLError(f"schedule must be one of {KL_SCHEDULES}, got {schedule!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise MusicRLError(f"iterations must be an int >= 1, got {iterations!r}")
+    if isinstance(iteration, bool) or not isinstance(iteration, (int, np.integer)) or iteration < 1:
+        raise MusicRLError(f"iteration must be an int >= 1, got {iteration!r}")
+    if schedule == "constant":
+        return start
+    t = min(1.0, (iteration - 1) / iterations)
+    if schedule == "cosine":
+        t = 0.5 - 0.5 * np.cos(np.pi * t)
+    return float(start + (end - start) * t)
 
 
 def _non_negative(value: Any, name: str) -> float:

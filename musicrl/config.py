@@ -156,7 +156,13 @@ class Config:
     entropy_coef: float = 0.01
     """Weight of the entropy bonus (per step, nats) in the policy loss."""
     kl_coef: float = 0.1
-    """Weight of the KL(policy || pretrained policy) penalty per step (0: no penalty)."""
+    """Weight of the KL(policy || pretrained policy) penalty per step (0: no penalty); at iteration 1 under a schedule."""
+    kl_schedule: str = "constant"
+    """How the KL weight moves from ``kl_coef`` to ``kl_coef_end``: 'constant' (it stays), 'linear' or 'cosine'."""
+    kl_coef_end: float = 0.0
+    """KL weight reached after ``kl_schedule_iterations`` adversarial iterations (unused when constant)."""
+    kl_schedule_iterations: int = 1000
+    """Adversarial iterations over which the KL weight moves."""
     value_coef: float = 0.5
     """Weight of the value head's squared error in the policy loss."""
     policy_clip_norm: float = 1.0
@@ -303,6 +309,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "reward_kind": ("log_d", "logit"),
     "on_nonfinite": ("stop", "skip"),
     "policy_head": ("vocab", "bernoulli"),
+    "kl_schedule": ("constant", "linear", "cosine"),
     "strategy": ("default", "mirrored", "multiworker"),
 }
 
@@ -319,6 +326,8 @@ _NON_NEGATIVE += ("iterations", "minutes", "real_mel_cache", "pretrain_steps", "
 _POSITIVE += ("top_db", "fmax")
 _POSITIVE += ("policy_hidden", "policy_embed", "sample_temperature", "policy_learning_rate",
               "pretrain_learning_rate", "vocab_min_count")
+_POSITIVE += ("kl_schedule_iterations",)
+_NON_NEGATIVE += ("kl_coef_end",)
 _NON_NEGATIVE += ("vocab_transpose", "vocab_max_size", "entropy_coef", "kl_coef", "value_coef",
                   "policy_clip_norm")
 _NON_NEGATIVE += ("cpu_devices",)

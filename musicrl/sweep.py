@@ -440,7 +440,7 @@ def results_markdown(rows: Sequence[dict[str, Any]], *, experiments: Sequence[st
         for t in target_checks(summary, exp):
             bound = ("<= " if t["measure"] in ("fresh_d_acc", "copy_rate") else ">= ") + _fmt(t["goal"])
             if t["measure"] == "in_key_rate":
-                bound = "|x - real| <= 0.050"
+                bound = "within 0.050 of real"
             lines.append(f"| {exp} | {t['measure']} | {_fmt(t['value'])} | {bound} | "
                          f"{'yes' if t['met'] else 'no'} | {'' if t['met'] else _fmt(t['gap'])} |")
     return "\n".join(lines) + "\n"

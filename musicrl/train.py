@@ -58,6 +58,7 @@ from .agent import (
     build_chord_vocab,
     build_policy,
     clone_policy,
+    kl_weight,
     pretrain_step,
     reinforce_step,
     vocab_kwargs,
@@ -948,10 +949,12 @@ def _train_run(
                     t4 = time.perf_counter()
 
                     # 5. update the policy: REINFORCE + entropy bonus + KL to the pretrained policy
+                    kl_coef = kl_weight(iteration, start=cfg.kl_coef, end=cfg.kl_coef_end,
+                                        iterations=cfg.kl_schedule_iterations, schedule=cfg.kl_schedule)
                     if dist is None:
                         pg_stats = reinforce_step(
                             state.policy, state.policy_optimizer, gen_seqs, adv,
-                            entropy_coef=cfg.entropy_coef, kl_coef=cfg.kl_coef, ref_policy=state.ref_policy,
+                            entropy_coef=cfg.entropy_coef, kl_coef=kl_coef, ref_policy=state.ref_policy,
                             returns=returns if cfg.value_head else None, value_coef=cfg.value_coef,
                             clip_norm=cfg.policy_clip_norm or None,
                         )
@@ -959,7 +962,7 @@ def _train_run(
                         rows = dist.worker_rows(cfg.batch_size)  # this worker's episodes
                         pg_stats = dist.reinforce_step(
                             state.policy, state.policy_optimizer, gen_seqs, adv[rows],
-                            entropy_coef=cfg.entropy_coef, kl_coef=cfg.kl_coef, ref_policy=state.ref_policy,
+                            entropy_coef=cfg.entropy_coef, kl_coef=kl_coef, ref_policy=state.ref_policy,
                             returns=returns[rows] if cfg.value_head else None, value_coef=cfg.value_coef,
                             clip_norm=cfg.policy_clip_norm or None,
                         )
@@ -996,6 +999,7 @@ def _train_run(
                     "pg_loss": pg_stats["pg_loss"],
                     "entropy": pg_stats["entropy"],
                     "kl": pg_stats["kl"],
+                    "kl_coef": kl_coef,
                     "grad_norm": pg_stats["grad_norm"],
                     "baseline": float(np.mean(baseline)),
                     "vocab_share": float(np.mean(episodes.from_vocab if dist is None

@@ -14,6 +14,7 @@ from musicrl.agent import (
     build_chord_vocab,
     build_policy,
     clone_policy,
+    kl_weight,
     policy_kl,
     pretrain_step,
     reinforce_step,
@@ -565,3 +566,31 @@ def test_build_policy_from_config(head):
     assert (policy.vocab is None) == (head == "bernoulli")
     with pytest.raises(MusicRLError, match="policy_head"):
         Config(policy_head="notes")
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("start, end, iterations", [(0.5, 0.1, 10), (0.0, 0.3, 3), (0.2, 0.2, 1)])
+def test_kl_weight_moves_from_start_to_end(schedule, start, end, iterations):
+    w = [kl_weight(i, start=start, end=end, iterations=iterations, schedule=schedule)
+         for i in range(1, iterations + 3)]
+    assert w[0] == pytest.approx(start, abs=1e-12)
+    assert w[iterations] == pytest.approx(end, abs=1e-12) and w[-1] == pytest.approx(end, abs=1e-12)
+    steps = np.diff(w) * np.sign(end - start)
+    assert np.all(steps >= -1e-12)  # monotone towards the end
+    mid = kl_weight(1 + iterations // 2, start=start, end=end, iterations=iterations, schedule=schedule)
+    if schedule == "linear":
+        assert mid == pytest.approx(start + (end - start) * (iterations // 2) / iterations, abs=1e-12)
+
+
+def test_kl_weight_constant_and_bad_input():
+    assert kl_weight(500, start=0.3, end=0.0, iterations=10) == 0.3
+    for kwargs, match in (
+        ({"schedule": "exp"}, "schedule"),
+        ({"start": -0.1}, "start"),
+        ({"end": float("nan")}, "end"),
+        ({"iterations": 0}, "iterations"),
+        ({"iteration": 0}, "iteration"),
+    ):
+        args = {"iteration": 1, "start": 0.1, "end": 0.0, "iterations": 5, "schedule": "linear", **kwargs}
+        with pytest.raises(MusicRLError, match=match):
+            kl_weight(args.pop("iteration"), **args)

@@ -400,6 +400,15 @@ def test_a_run_without_usable_data_leaves_no_folder(tmp_path):
     assert list((tmp_path / "runs").iterdir()) == []
 
 
+@pytest.mark.parametrize("schedule, want", [("constant", [0.5, 0.5, 0.5]), ("linear", [0.5, 0.3, 0.1])])
+def test_the_kl_weight_follows_its_schedule(midi_dir, tmp_path, schedule, want):
+    cfg = tiny_cfg(iterations=3, kl_coef=0.5, kl_coef_end=0.1, kl_schedule=schedule, kl_schedule_iterations=2,
+                   checkpoint_every=3)
+    result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=lambda s: None)
+    rows = read_metrics(result.run_dir)
+    np.testing.assert_allclose([r["kl_coef"] for r in rows], want, atol=1e-12)
+
+
 def test_time_budget_ends_the_run_with_a_checkpoint(midi_dir, tmp_path):
     result = training.train(tiny_cfg(iterations=0, minutes=1e-6), data=midi_dir, out=tmp_path, progress=False,
                             log=lambda s: None)
