@@ -257,8 +257,8 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
                    help="a run folder (runs/<name>); repeat to evaluate and compare several runs")
     p.add_argument("--n", type=int, default=256, help="pieces per set (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws and tests (default 0)")
-    p.add_argument("--d-epochs", type=int, default=5, metavar="E",
-                   help="epochs of each fresh discriminator per fold (default 5)")
+    p.add_argument("--d-epochs", type=int, default=20, metavar="E",
+                   help="epochs of each fresh discriminator per fold (default 20)")
     p.add_argument("--d-splits", type=int, default=3, metavar="K",
                    help="folds of the fresh-discriminator test (default 3)")
     p.add_argument("--no-d", action="store_true", help="skip the fresh-discriminator test (fast)")

@@ -134,7 +134,7 @@ def run_sweep(
     n: int = 256,
     d_epochs: int = 20,
     python: str = sys.executable,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every experiment with every seed, then write the tables.
 
@@ -157,8 +157,8 @@ def run_sweep(
         (``python -m musicrl evaluate --n --d-epochs``).
     python : str
         The interpreter that runs the commands.
-    log : callable
-        Receives one line per finished or skipped run.
+    log : callable, optional
+        Receives one line per finished or skipped run (default: printed at once).
 
     Returns
     -------
@@ -171,6 +171,8 @@ def run_sweep(
         On a bad experiment file or setting, or when a run's training or
         evaluation fails (the message names the run and its log file).
     """
+    if log is None:
+        log = lambda line: print(line, flush=True)  # noqa: E731  (a sweep runs for hours: no buffering)
     exps = [e if isinstance(e, Experiment) else load_experiment(e) for e in experiments]
     if not exps:
         raise MusicRLError("a sweep needs at least one experiment file")

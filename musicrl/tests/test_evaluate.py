@@ -278,7 +278,7 @@ def test_evaluate_several_runs_prints_and_writes_the_comparison(runs, evaluated,
                            "--out", str(tmp_path / "cmp")])
     assert code == 0, err
     assert [c[0] for c in calls] == ["x", "y"]
-    assert calls[0][1] == dict(n=7, seed=3, d_test=False, d_epochs=5, d_splits=3, plots=True, progress=True)
+    assert calls[0][1] == dict(n=7, seed=3, d_test=False, d_epochs=20, d_splits=3, plots=True, progress=True)
     assert out.count("| set | n | fresh_d_acc") == 2
     text = (tmp_path / "cmp" / evaluate.COMPARISON_FILE).read_text()
     assert "real: run1 | real: run2" in text and "real: run1 | real: run2" in out
