@@ -157,6 +157,10 @@ class Config:
     """Weight of the entropy bonus (per step, nats) in the policy loss."""
     kl_coef: float = 0.1
     """Weight of the KL(policy || pretrained policy) penalty per step (0: no penalty); at iteration 1 under a schedule."""
+    mle_every: int = 0
+    """Interleave one maximum-likelihood (teacher-forced) step on real windows every this many adversarial iterations (0: never)."""
+    pg_coef: float = 1.0
+    """Weight of the critic's policy-gradient term (0: the critic does not move the policy, a control)."""
     kl_schedule: str = "constant"
     """How the KL weight moves from ``kl_coef`` to ``kl_coef_end``: 'constant' (it stays), 'linear' or 'cosine'."""
     kl_coef_end: float = 0.0
@@ -331,6 +335,7 @@ _NON_NEGATIVE += ("kl_coef_end",)
 _NON_NEGATIVE += ("vocab_transpose", "vocab_max_size", "entropy_coef", "kl_coef", "value_coef",
                   "policy_clip_norm")
 _NON_NEGATIVE += ("cpu_devices",)
+_NON_NEGATIVE += ("mle_every", "pg_coef")
 
 
 def _check_values(cfg: Config) -> None:

@@ -936,7 +936,7 @@ def _train_run(
                     else:
                         baseline = state.baseline()
                         state.baseline.update(returns)
-                    adv = advantages(returns, baseline)
+                    adv = cfg.pg_coef * advantages(returns, baseline)
                     t3 = time.perf_counter()
 
                     # 4. update D on real vs generated clips
@@ -967,6 +967,14 @@ def _train_run(
                             clip_norm=cfg.policy_clip_norm or None,
                         )
                     _check_finite(where, {"policy loss": pg_stats["loss"]})
+                    mle_nll = None
+                    if cfg.mle_every and iteration % cfg.mle_every == 0:
+                        # teacher forcing keeps the policy on the data while the critic shapes it
+                        real_seqs = sample_real_seqs(real_windows, n_play, rng, transpose=cfg.transpose)
+                        step_fn = pretrain_step if dist is None else dist.pretrain_step
+                        mle_nll = step_fn(state.policy, state.pretrain_optimizer, real_seqs,
+                                          clip_norm=cfg.policy_clip_norm or None)
+                        _check_finite(where, {"teacher-forcing loss (NLL)": mle_nll})
                     _check_weights(state, where)
                     t5 = time.perf_counter()
                 except NonFiniteError as e:
@@ -1010,6 +1018,8 @@ def _train_run(
                     "t_d_update": t4 - t3,
                     "t_policy_update": t5 - t4,
                 }
+                if mle_nll is not None:
+                    row["mle_nll"] = mle_nll
                 if iteration % cfg.collapse_every == 0 or iteration == 1:
                     row.update(_collapse_measures(gen_seqs if dist is None else dist.gather(gen_seqs), real_ref, cfg))
                 with writer.as_default():
