@@ -338,6 +338,9 @@ def _add_sweep_parser(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=256, help="pieces per evaluation set (default 256)")
     p.add_argument("--d-epochs", type=int, default=20, metavar="E",
                    help="epochs of the fresh discriminator of the evaluation (default 20)")
+    p.add_argument("--control", action="append", default=[], metavar="EXPERIMENT=CONTROL",
+                   help="also compare an experiment's agent with a control experiment's, paired by seed "
+                        "(repeatable; names are file stems, e.g. mle=mle_no_critic)")
     p.add_argument("--table-only", action="store_true", help="only rewrite the tables from evaluated runs")
     p.set_defaults(handler=_run_sweep)
 
@@ -345,13 +348,19 @@ def _add_sweep_parser(subparsers, common: argparse.ArgumentParser) -> None:
 def _run_sweep(args: argparse.Namespace, cfg: Config) -> int:
     from . import sweep
 
+    controls = []
+    for pair in args.control:
+        exp, sep, control = pair.partition("=")
+        if not sep or not exp or not control:
+            raise MusicRLError(f"--control takes EXPERIMENT=CONTROL (file stems), got {pair!r}")
+        controls.append((exp, control))
     if args.table_only:
         rows = sweep.collect(args.out)
-        sweep.write_results(args.out, rows)
+        sweep.write_results(args.out, rows, controls=controls)
     else:
         rows = sweep.run_sweep(args.experiments, seeds=args.seeds, out=args.out, minutes=args.minutes,
-                               data=args.data, n=args.n, d_epochs=args.d_epochs)
-    print(sweep.results_markdown(rows))
+                               data=args.data, n=args.n, d_epochs=args.d_epochs, controls=controls)
+    print(sweep.results_markdown(rows, controls=controls))
     print(f"wrote results.csv, summary.csv and results.md to {args.out}")
     return 0
 

@@ -168,11 +168,15 @@ def plot_pred_over_time(preds: dict[str, np.ndarray], *, ax=None, title: str | N
 
 def plot_curves(rows: Sequence[dict[str, Any]], keys: Sequence[str], *, x: str = "iteration", ax=None,
                 title: str | None = None):
-    """Learning curves from per-iteration metric rows (as in a run's ``metrics.jsonl``)."""
+    """Learning curves from per-iteration metric rows (as in a run's ``metrics.jsonl``).
+
+    A key logged only on some iterations (e.g. the collapse measures) is drawn
+    through the rows that have it.
+    """
     ax = _axes(ax)
-    xs = [r[x] for r in rows]
     for key in keys:
-        ax.plot(xs, [r.get(key, np.nan) for r in rows], label=key)
+        have = [r for r in rows if r.get(key) is not None]
+        ax.plot([r[x] for r in have], [r[key] for r in have], label=key)
     ax.set_xlabel(x)
     ax.legend()
     if title:

@@ -44,6 +44,7 @@ __all__ = [
     "collect",
     "load_experiment",
     "paired_changes",
+    "control_changes",
     "results_markdown",
     "run_sweep",
     "summarize",
@@ -135,6 +136,7 @@ def run_sweep(
     d_epochs: int = 20,
     python: str = sys.executable,
     log: Callable[[str], None] | None = None,
+    controls: Sequence[tuple[str, str]] = (),
 ) -> list[dict[str, Any]]:
     """Train and evaluate every experiment with every seed, then write the tables.
 
@@ -159,6 +161,9 @@ def run_sweep(
         The interpreter that runs the commands.
     log : callable, optional
         Receives one line per finished or skipped run (default: printed at once).
+    controls : sequence of (str, str)
+        ``(experiment, control)`` name pairs compared by :func:`control_changes`
+        in ``results.md``.
 
     Returns
     -------
@@ -205,7 +210,7 @@ def run_sweep(
             _run_logged(cmd, root / exp.name / f"{run_dir.name}.evaluate.log", env, f"{exp.name} seed {seed}")
             log(f"{exp.name} seed {seed}: trained and evaluated in {time.perf_counter() - t0:.0f} s")
     rows = collect(root)
-    write_results(root, rows)
+    write_results(root, rows, controls=controls)
     return rows
 
 
@@ -315,6 +320,25 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _paired_stats(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per measure of :data:`BETTER`, over ``(before, after)`` row pairs: the means, the mean change,
+    the spread (the larger standard deviation of the two sides) and the verdict."""
+    out = []
+    for m, sign in BETTER.items():
+        b = np.array([_float(before.get(m)) for before, _ in pairs])
+        a = np.array([_float(after.get(m)) for _, after in pairs])
+        ok = np.isfinite(a) & np.isfinite(b)
+        a, b = a[ok], b[ok]
+        if not len(a):
+            continue
+        change = a - b
+        spread = max(b.std(ddof=1), a.std(ddof=1)) if len(a) > 1 else math.nan
+        beats = bool(len(a) > 1 and sign * change.mean() > spread and np.all(sign * change > 0))
+        out.append({"measure": m, "n_seeds": int(len(a)), "before": float(b.mean()), "after": float(a.mean()),
+                    "change": float(change.mean()), "spread": float(spread), "beats": beats})
+    return out
+
+
 def paired_changes(
     rows: Sequence[dict[str, Any]], *, before: str = "pretrained", after: str = "agent"
 ) -> list[dict[str, Any]]:
@@ -338,20 +362,44 @@ def paired_changes(
         by_run.setdefault((r["experiment"], r["seed"]), {})[r["set"]] = r
     out = []
     for exp in dict.fromkeys(e for e, _ in by_run):
-        runs = [sets for (e, _), sets in by_run.items() if e == exp and before in sets and after in sets]
-        for m, sign in BETTER.items():
-            b = np.array([_float(sets[before].get(m)) for sets in runs])
-            a = np.array([_float(sets[after].get(m)) for sets in runs])
-            ok = np.isfinite(a) & np.isfinite(b)
-            a, b = a[ok], b[ok]
-            if not len(a):
-                continue
-            change = a - b
-            spread = max(b.std(ddof=1), a.std(ddof=1)) if len(a) > 1 else math.nan
-            beats = bool(len(a) > 1 and sign * change.mean() > spread and np.all(sign * change > 0))
-            out.append({"experiment": exp, "measure": m, "n_seeds": int(len(a)), "before": float(b.mean()),
-                        "after": float(a.mean()), "change": float(change.mean()), "spread": float(spread),
-                        "beats": beats})
+        pairs = [(sets[before], sets[after]) for (e, _), sets in by_run.items()
+                 if e == exp and before in sets and after in sets]
+        out += [{"experiment": exp, **c} for c in _paired_stats(pairs)]
+    return out
+
+
+def control_changes(
+    rows: Sequence[dict[str, Any]], controls: Sequence[tuple[str, str]], *, set_name: str = "agent"
+) -> list[dict[str, Any]]:
+    """Each experiment against its control experiment, paired by seed.
+
+    A seed gives both runs the same data split and the same pretraining, so
+    the difference of their ``set_name`` rows is what the experiment's
+    change did in the adversarial phase. The verdict is that of
+    :func:`paired_changes`, with the control in place of the pretrained
+    policy.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        From :func:`collect`.
+    controls : sequence of (str, str)
+        ``(experiment, control)`` name pairs.
+    set_name : str
+        The set compared (``'agent'``: the policies at the end).
+
+    Returns
+    -------
+    changes : list of dict
+        As :func:`paired_changes`, plus ``control``; ``before`` is the
+        control's mean. Pairs without a seed evaluated in both are left out.
+    """
+    by = {(r["experiment"], r["seed"]): r for r in rows if r["set"] == set_name}
+    out = []
+    for exp, control in controls:
+        seeds = sorted(s for e, s in by if e == exp and (control, s) in by)
+        pairs = [(by[(control, s)], by[(exp, s)]) for s in seeds]
+        out += [{"experiment": exp, "control": control, **c} for c in _paired_stats(pairs)] if pairs else []
     return out
 
 
@@ -399,7 +447,12 @@ def _fmt(mean: float, std: float | None = None) -> str:
     return f"{mean:.3f}" if std is None or not np.isfinite(std) else f"{mean:.3f} ± {std:.3f}"
 
 
-def results_markdown(rows: Sequence[dict[str, Any]], *, experiments: Sequence[str] | None = None) -> str:
+def results_markdown(
+    rows: Sequence[dict[str, Any]],
+    *,
+    experiments: Sequence[str] | None = None,
+    controls: Sequence[tuple[str, str]] = (),
+) -> str:
     """The sweep's results in markdown: headline measures, changes over pretraining, targets.
 
     Parameters
@@ -408,6 +461,8 @@ def results_markdown(rows: Sequence[dict[str, Any]], *, experiments: Sequence[st
         From :func:`collect`.
     experiments : sequence of str, optional
         Experiments in table order (default: as they come in ``rows``).
+    controls : sequence of (str, str)
+        ``(experiment, control)`` pairs: adds a table of :func:`control_changes`.
     """
     if not rows:
         raise MusicRLError("no evaluated runs to tabulate")
@@ -434,6 +489,21 @@ def results_markdown(rows: Sequence[dict[str, Any]], *, experiments: Sequence[st
                 f"{c['before']:.3f} | {c['after']:.3f} | {c['change']:+.3f} | {_fmt(c['spread'])} | "
                 f"{'yes' if c['beats'] else 'no'} |"
             )
+    if controls:
+        lines += ["", "## Against a control experiment (agent - control's agent, paired by seed)", ""]
+        lines += ["| experiment | control | measure | better | control | experiment | change | seed spread | beats |",
+                  "|---|---|---|---|---:|---:|---:|---:|---|"]
+        done = set()
+        for c in control_changes(rows, controls):
+            done.add((c["experiment"], c["control"]))
+            lines.append(
+                f"| {c['experiment']} | {c['control']} | {c['measure']} | "
+                f"{'higher' if BETTER[c['measure']] > 0 else 'lower'} | {c['before']:.3f} | {c['after']:.3f} | "
+                f"{c['change']:+.3f} | {_fmt(c['spread'])} | {'yes' if c['beats'] else 'no'} |"
+            )
+        for exp, control in controls:
+            if (exp, control) not in done:
+                lines.append(f"| {exp} | {control} | (no seed evaluated in both) | | | | | | |")
     lines += ["", "## Targets (agent, mean over seeds)", ""]
     lines += ["| experiment | measure | value | bound | met | short by |", "|---|---|---:|---:|---|---:|"]
     for exp in names:
@@ -459,8 +529,11 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def write_results(out: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> list[Path]:
-    """Write ``results.csv``, ``summary.csv`` and ``results.md`` into ``out``; return their paths."""
+def write_results(
+    out: str | os.PathLike, rows: Sequence[dict[str, Any]], *, controls: Sequence[tuple[str, str]] = ()
+) -> list[Path]:
+    """Write ``results.csv``, ``summary.csv`` and ``results.md`` (with the ``controls`` table of
+    :func:`results_markdown`) into ``out``; return their paths."""
     root = Path(out).expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -469,7 +542,7 @@ def write_results(out: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> lis
     paths = [root / "results.csv", root / "summary.csv", root / "results.md"]
     _write_csv(paths[0], rows)
     _write_csv(paths[1], summarize(rows))
-    text = results_markdown(rows)
+    text = results_markdown(rows, controls=controls)
     tmp = paths[2].with_name(paths[2].name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, paths[2])

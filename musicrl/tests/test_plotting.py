@@ -43,6 +43,10 @@ def test_pred_plots_and_curves(rng):
     rows = [{"iteration": i + 1, "reward_mean": -i} for i in range(3)]
     ax = plotting.plot_curves(rows, ["reward_mean"])
     np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), [0, -1, -2])
+    rows[1]["mle_nll"] = 4.0  # logged on some iterations only
+    ax = plotting.plot_curves(rows, ["reward_mean", "mle_nll"])
+    np.testing.assert_array_equal(ax.get_lines()[1].get_xdata(), [2])
+    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), [4.0])
 
 
 def test_play_gives_an_audio_player(rng):

@@ -68,6 +68,25 @@ def test_paired_changes_need_two_seeds(rng):
     assert c["beats"] is False and math.isnan(c["spread"])
 
 
+def test_control_changes_pair_the_agents_by_seed(rng):
+    control = _rows(rng, changes={}, experiment="control")
+    exp = [dict(r, experiment="exp") for r in control]
+    for r in exp:
+        if r["set"] == "agent":
+            r["in_key_rate"] += 0.2  # each seed's agent better than the control's by the same step
+    changes = {c["measure"]: c for c in sweep.control_changes(control + exp, [("exp", "control")])}
+    assert set(changes) == set(sweep.BETTER)
+    c = changes["in_key_rate"]
+    assert (c["experiment"], c["control"], c["n_seeds"]) == ("exp", "control", 3)
+    np.testing.assert_allclose(c["change"], 0.2, atol=1e-12)
+    assert c["beats"] and not changes["consonant_chord_rate"]["beats"]
+    assert sweep.control_changes(control + exp, [("exp", "missing")]) == []
+    text = sweep.results_markdown(control + exp, controls=[("exp", "control"), ("exp", "missing")])
+    assert "| exp | control | in_key_rate | higher |" in text
+    assert "| exp | missing | (no seed evaluated in both) |" in text
+    assert "Against a control" not in sweep.results_markdown(control + exp)
+
+
 def test_target_checks_measure_each_bound(rng):
     rows = _rows(rng, changes={}, n_seeds=2)
     for r in rows:
@@ -176,6 +195,10 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert code == 0 and "## Targets" in stdout and (out / "results.md").is_file()
     code, _, stderr = _cli(["sweep", str(exp), "--out", str(out), "--set", "batch_size=4"])
     assert code == 2 and "--set" in stderr  # settings come from the experiment files
+    code, stdout, _ = _cli(["sweep", str(exp), "--out", str(out), "--table-only", "--control", "tiny=tiny"])
+    assert code == 0 and "| tiny | tiny | in_key_rate | higher |" in stdout
+    code, _, stderr = _cli(["sweep", str(exp), "--out", str(out), "--table-only", "--control", "tiny"])
+    assert code != 0 and "EXPERIMENT=CONTROL" in stderr
 
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.json"))

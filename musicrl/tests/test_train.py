@@ -409,6 +409,24 @@ def test_the_kl_weight_follows_its_schedule(midi_dir, tmp_path, schedule, want):
     np.testing.assert_allclose([r["kl_coef"] for r in rows], want, atol=1e-12)
 
 
+@pytest.mark.parametrize("mle_every, moved", [(0, False), (1, True)])
+def test_without_the_critic_only_teacher_forcing_moves_the_policy(midi_dir, tmp_path, mle_every, moved):
+    cfg = tiny_cfg(iterations=2, pg_coef=0.0, entropy_coef=0.0, kl_coef=0.0, mle_every=mle_every,
+                   checkpoint_every=2)
+    result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=lambda s: None)
+    state = _state_values(training.load_train_state(cfg, result.checkpoint))
+    same = all(np.array_equal(a, b) for a, b in zip(state["policy"], state["ref_policy"]))
+    assert same != moved
+
+
+def test_teacher_forcing_steps_on_its_schedule(midi_dir, tmp_path):
+    cfg = tiny_cfg(iterations=4, mle_every=2, checkpoint_every=4)
+    result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=lambda s: None)
+    rows = read_metrics(result.run_dir)
+    assert ["mle_nll" in r for r in rows] == [False, True, False, True]
+    assert all(np.isfinite(r["mle_nll"]) and r["mle_nll"] > 0 for r in rows if "mle_nll" in r)
+
+
 def test_time_budget_ends_the_run_with_a_checkpoint(midi_dir, tmp_path):
     result = training.train(tiny_cfg(iterations=0, minutes=1e-6), data=midi_dir, out=tmp_path, progress=False,
                             log=lambda s: None)
