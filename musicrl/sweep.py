@@ -38,6 +38,7 @@ from .errors import MusicRLError
 
 __all__ = [
     "BETTER",
+    "TOWARD_REAL",
     "HEADLINE",
     "TARGETS",
     "Experiment",
@@ -66,6 +67,9 @@ BETTER: dict[str, int] = {
     "pitch_class_overlap": +1,
 }
 """Which way is better (+1 higher, -1 lower) for the measures the adversarial phase must improve."""
+
+TOWARD_REAL: tuple[str, ...] = ("voice_leading", "repetition_rate", "distinct_chord_ratio", "top3_pitch_share")
+"""Measures with no better direction of their own: better is closer to the held-out real set's value."""
 
 TARGETS: dict[str, str] = {
     "fresh_d_acc": "agent at most 0.75 (and random progressions at least 0.95)",
@@ -320,21 +324,33 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _paired_stats(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per measure of :data:`BETTER`, over ``(before, after)`` row pairs: the means, the mean change,
-    the spread (the larger standard deviation of the two sides) and the verdict."""
+def _paired_stats(
+    pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], reals: Sequence[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Per measure, over ``(before, after)`` row pairs: the means, the mean change, the spread (the larger
+    standard deviation of the two sides) and the verdict.
+
+    Measures of :data:`BETTER` are better one way; with ``reals`` (each pair's real-set row), those of
+    :data:`TOWARD_REAL` are better closer to the real value, and the verdict is on the distance.
+    """
     out = []
-    for m, sign in BETTER.items():
+    measures = [(m, sign) for m, sign in BETTER.items()]
+    if reals is not None:
+        measures += [(m, 0) for m in TOWARD_REAL]
+    for m, sign in measures:
         b = np.array([_float(before.get(m)) for before, _ in pairs])
         a = np.array([_float(after.get(m)) for _, after in pairs])
-        ok = np.isfinite(a) & np.isfinite(b)
-        a, b = a[ok], b[ok]
+        r = np.array([_float(real.get(m)) for real in reals]) if sign == 0 else np.zeros_like(a)
+        ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(r)
+        a, b, r = a[ok], b[ok], r[ok]
         if not len(a):
             continue
         change = a - b
+        gain = sign * change if sign else np.abs(b - r) - np.abs(a - r)
         spread = max(b.std(ddof=1), a.std(ddof=1)) if len(a) > 1 else math.nan
-        beats = bool(len(a) > 1 and sign * change.mean() > spread and np.all(sign * change > 0))
-        out.append({"measure": m, "n_seeds": int(len(a)), "before": float(b.mean()), "after": float(a.mean()),
+        beats = bool(len(a) > 1 and gain.mean() > spread and np.all(gain > 0))
+        out.append({"measure": m, "better": {1: "higher", -1: "lower", 0: "toward real"}[sign],
+                    "n_seeds": int(len(a)), "before": float(b.mean()), "after": float(a.mean()),
                     "change": float(change.mean()), "spread": float(spread), "beats": beats})
     return out
 
@@ -344,27 +360,30 @@ def paired_changes(
 ) -> list[dict[str, Any]]:
     """The adversarial phase's change of each measure, paired by run.
 
-    For each experiment and measure of :data:`BETTER`: the per-seed changes
-    ``after - before`` (both sets come from the same run), their mean, and
-    the seed-to-seed spread (the larger of the two sets' standard
+    For each experiment and measure of :data:`BETTER` (and of
+    :data:`TOWARD_REAL` when the runs have their real set): the per-seed
+    changes ``after - before`` (both sets come from the same run), their
+    mean, and the seed-to-seed spread (the larger of the two sets' standard
     deviations over seeds). The phase *beats* pretraining on a measure when
     the mean change goes the better way by more than that spread and every
-    seed's change goes that way.
+    seed's change goes that way; for :data:`TOWARD_REAL` measures the change
+    judged is the fall of the distance to the run's real value.
 
     Returns
     -------
     changes : list of dict
-        ``experiment``, ``measure``, ``n_seeds``, ``before``, ``after``
-        (means), ``change`` (mean), ``spread``, ``beats`` (bool).
+        ``experiment``, ``measure``, ``better`` ('higher', 'lower' or
+        'toward real'), ``n_seeds``, ``before``, ``after`` (means),
+        ``change`` (mean), ``spread``, ``beats`` (bool).
     """
     by_run: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for r in rows:
         by_run.setdefault((r["experiment"], r["seed"]), {})[r["set"]] = r
     out = []
     for exp in dict.fromkeys(e for e, _ in by_run):
-        pairs = [(sets[before], sets[after]) for (e, _), sets in by_run.items()
-                 if e == exp and before in sets and after in sets]
-        out += [{"experiment": exp, **c} for c in _paired_stats(pairs)]
+        runs = [sets for (e, _), sets in by_run.items() if e == exp and before in sets and after in sets]
+        reals = [sets["real"] for sets in runs] if all("real" in sets for sets in runs) else None
+        out += [{"experiment": exp, **c} for c in _paired_stats([(s[before], s[after]) for s in runs], reals)]
     return out
 
 
@@ -395,11 +414,15 @@ def control_changes(
         control's mean. Pairs without a seed evaluated in both are left out.
     """
     by = {(r["experiment"], r["seed"]): r for r in rows if r["set"] == set_name}
+    real = {(r["experiment"], r["seed"]): r for r in rows if r["set"] == "real"}
     out = []
     for exp, control in controls:
         seeds = sorted(s for e, s in by if e == exp and (control, s) in by)
+        if not seeds:
+            continue
         pairs = [(by[(control, s)], by[(exp, s)]) for s in seeds]
-        out += [{"experiment": exp, "control": control, **c} for c in _paired_stats(pairs)] if pairs else []
+        reals = [real[(exp, s)] for s in seeds] if all((exp, s) in real for s in seeds) else None
+        out += [{"experiment": exp, "control": control, **c} for c in _paired_stats(pairs, reals)]
     return out
 
 
@@ -485,7 +508,7 @@ def results_markdown(
     for c in paired_changes(rows):
         if c["experiment"] in names:
             lines.append(
-                f"| {c['experiment']} | {c['measure']} | {'higher' if BETTER[c['measure']] > 0 else 'lower'} | "
+                f"| {c['experiment']} | {c['measure']} | {c['better']} | "
                 f"{c['before']:.3f} | {c['after']:.3f} | {c['change']:+.3f} | {_fmt(c['spread'])} | "
                 f"{'yes' if c['beats'] else 'no'} |"
             )
@@ -498,7 +521,7 @@ def results_markdown(
             done.add((c["experiment"], c["control"]))
             lines.append(
                 f"| {c['experiment']} | {c['control']} | {c['measure']} | "
-                f"{'higher' if BETTER[c['measure']] > 0 else 'lower'} | {c['before']:.3f} | {c['after']:.3f} | "
+                f"{c['better']} | {c['before']:.3f} | {c['after']:.3f} | "
                 f"{c['change']:+.3f} | {_fmt(c['spread'])} | {'yes' if c['beats'] else 'no'} |"
             )
         for exp, control in controls:

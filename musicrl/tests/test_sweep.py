@@ -62,6 +62,23 @@ def test_paired_changes_beat_only_beyond_the_seed_spread(rng, measure):
     assert not any(c["beats"] for c in other)
 
 
+def test_toward_real_measures_are_judged_by_the_distance_to_the_real_set(rng):
+    rows = _rows(rng, changes={})
+    for r in rows:
+        # real at 2.0; every seed's agent moves from 2.6 to 2.3 (closer), or to 1.2 (further, though lower)
+        r["voice_leading"] = {"real": 2.0, "random": 6.0, "pretrained": 2.6, "agent": 2.3}[r["set"]] + 0.001 * r["seed"]
+    closer = {c["measure"]: c for c in sweep.paired_changes(rows)}["voice_leading"]
+    assert closer["better"] == "toward real" and closer["beats"]
+    np.testing.assert_allclose(closer["change"], -0.3, atol=1e-12)
+    for r in rows:
+        if r["set"] == "agent":
+            r["voice_leading"] = 1.2
+    further = {c["measure"]: c for c in sweep.paired_changes(rows)}["voice_leading"]
+    assert not further["beats"]
+    no_real = sweep.paired_changes([r for r in rows if r["set"] != "real"])
+    assert {c["measure"] for c in no_real} == set(sweep.BETTER)
+
+
 def test_paired_changes_need_two_seeds(rng):
     changes = sweep.paired_changes(_rows(rng, changes={"in_key_rate": 0.3}, n_seeds=1))
     c = next(c for c in changes if c["measure"] == "in_key_rate")
@@ -75,7 +92,8 @@ def test_control_changes_pair_the_agents_by_seed(rng):
         if r["set"] == "agent":
             r["in_key_rate"] += 0.2  # each seed's agent better than the control's by the same step
     changes = {c["measure"]: c for c in sweep.control_changes(control + exp, [("exp", "control")])}
-    assert set(changes) == set(sweep.BETTER)
+    assert set(sweep.BETTER) <= set(changes)  # and the toward-real measures the rows have
+    assert changes["distinct_chord_ratio"]["better"] == "toward real"
     c = changes["in_key_rate"]
     assert (c["experiment"], c["control"], c["n_seeds"]) == ("exp", "control", 3)
     np.testing.assert_allclose(c["change"], 0.2, atol=1e-12)
