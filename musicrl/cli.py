@@ -326,7 +326,8 @@ def _add_sweep_parser(subparsers, common: argparse.ArgumentParser) -> None:
             "Every experiment is trained with every seed for the same time, in a process of its own, into "
             "<out>/<experiment>/seed<S>/, then evaluated; runs already evaluated are kept, so an interrupted "
             "sweep continues. Writes <out>/results.csv (per run and set), summary.csv (mean and std over "
-            "seeds) and results.md (headline measures, the change over pretraining alone, the targets)."
+            "seeds) and results.md (headline measures, the change over pretraining alone, each experiment "
+            "against its --control, the targets)."
         ),
     )
     p.add_argument("experiments", nargs="+", metavar="EXPERIMENT.json", help="experiment files")
@@ -340,7 +341,7 @@ def _add_sweep_parser(subparsers, common: argparse.ArgumentParser) -> None:
                    help="epochs of the fresh discriminator of the evaluation (default 20)")
     p.add_argument("--control", action="append", default=[], metavar="EXPERIMENT=CONTROL",
                    help="also compare an experiment's agent with a control experiment's, paired by seed "
-                        "(repeatable; names are file stems, e.g. mle=mle_no_critic)")
+                        "(repeatable; names are file stems, e.g. default=no_critic)")
     p.add_argument("--table-only", action="store_true", help="only rewrite the tables from evaluated runs")
     p.set_defaults(handler=_run_sweep)
 
