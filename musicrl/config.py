@@ -157,7 +157,7 @@ class Config:
     """Weight of the entropy bonus (per step, nats) in the policy loss."""
     kl_coef: float = 0.1
     """Weight of the KL(policy || pretrained policy) penalty per step (0: no penalty); at iteration 1 under a schedule."""
-    mle_every: int = 0
+    mle_every: int = 1
     """Interleave one maximum-likelihood (teacher-forced) step on real windows every this many adversarial iterations (0: never)."""
     pg_coef: float = 1.0
     """Weight of the critic's policy-gradient term (0: the critic does not move the policy, a control)."""
