@@ -1056,6 +1056,10 @@ def _train_run(
             end_tag = f"{checkpoint_name(state.iteration)}-end"
             if chief:
                 _save_sample_point(state, paths, writer, end_tag, state.iteration, **last_batch)
+            if dist is not None:
+                # no worker returns before the chief has written the last checkpoint: a worker that
+                # resumed at once would otherwise start from an older one than the chief
+                dist.any([False])
             why = "time budget reached" if limit is None or state.iteration < limit else "done"
             message = (f"finished at iteration {state.iteration} ({why}); "
                        f"checkpoint {last_ckpt}, samples in {paths.samples / end_tag}")
