@@ -953,6 +953,8 @@ def reinforce_step(
     returns: np.ndarray | None = None,
     value_coef: float = 0.5,
     clip_norm: float | None = None,
+    old_log_prob: np.ndarray | None = None,
+    clip_ratio: float = 0.2,
 ) -> dict[str, float]:
     """One REINFORCE update with an entropy bonus and a KL penalty.
 
@@ -960,6 +962,13 @@ def reinforce_step(
 
         -A_t log pi(c_t | c_<t) - entropy_coef * H_t + kl_coef * KL_t
         [+ value_coef * (V_t - G_t)**2]
+
+    Given ``old_log_prob`` (the log-probs of the policy that sampled the
+    episodes), the first term becomes PPO's clipped surrogate
+    ``-min(r_t A_t, clip(r_t, 1 - clip_ratio, 1 + clip_ratio) A_t)`` with
+    ``r_t = pi(c_t | c_<t) / pi_old(c_t | c_<t)``, so that several updates
+    can reuse one batch without moving far from the policy that played it.
+    At ``r_t = 1`` (the first update) its gradient is REINFORCE's.
 
     with ``H_t`` and ``KL_t`` (KL(pi || pi_ref)) the per-step entropy and KL
     of the (branch, chord) distributions at the episode's own prefixes: exact
@@ -990,13 +999,20 @@ def reinforce_step(
         Weight of the value loss.
     clip_norm : float or None
         Clip gradients to this global norm (None or 0: no clipping).
+    old_log_prob : np.ndarray, shape=(batch, n_steps), optional
+        Per-step log-probs (nats) of the chords under the policy that
+        sampled them (e.g. ``policy.log_prob(gen_seqs)`` before the first
+        update); turns on the clipped surrogate.
+    clip_ratio : float
+        PPO's clip range of the probability ratio, in (0, 1).
 
     Returns
     -------
     stats : dict of float
         ``loss``, ``pg_loss``, ``entropy`` (mean per step), ``kl`` (mean per
-        step, 0 without a reference), ``grad_norm`` (before clipping), and
-        ``value_loss`` when ``returns`` is given.
+        step, 0 without a reference), ``grad_norm`` (before clipping),
+        ``value_loss`` when ``returns`` is given, and ``clip_frac`` (share of
+        steps whose ratio is outside the clip range) with ``old_log_prob``.
     """
     seqs = check_seqs(gen_seqs, n_pitches=policy.n_pitches, name="gen_seqs")
     batch, n_steps = seqs.shape[:2]
@@ -1025,14 +1041,30 @@ def reinforce_step(
             raise MusicRLError(f"returns must be finite with shape {(batch, n_steps)}, got shape {ret.shape}")
     else:
         ret = np.zeros((batch, n_steps), np.float32)
+    use_ppo = old_log_prob is not None
+    if use_ppo:
+        old = np.asarray(old_log_prob, dtype=np.float32)
+        if old.shape != (batch, n_steps) or not np.all(np.isfinite(old)):
+            raise MusicRLError(f"old_log_prob must be finite with shape {(batch, n_steps)}, got shape {old.shape}")
+        clip_ratio = _positive_float(clip_ratio, "clip_ratio")
+        if clip_ratio >= 1:
+            raise MusicRLError(f"clip_ratio must be in (0, 1), got {clip_ratio}")
+    else:
+        old = np.zeros((batch, n_steps), np.float32)
     clip = _clip(clip_norm)
     _ensure_built(optimizer, policy)
 
-    def step(s, idx, a, g, ent_c, kl_c, val_c, clip_value):
+    def step(s, idx, a, g, old_lp, eps, ent_c, kl_c, val_c, clip_value):
         one = tf.constant(1.0)
         with tf.GradientTape() as tape:
             out = policy._forward(s, one, idx)
-            pg = -tf.reduce_mean(a * out["log_prob"])
+            if use_ppo:
+                ratio = tf.exp(out["log_prob"] - old_lp)
+                clipped = tf.clip_by_value(ratio, 1.0 - eps, 1.0 + eps)
+                pg = -tf.reduce_mean(tf.minimum(ratio * a, clipped * a))
+                clip_frac = tf.reduce_mean(tf.cast(tf.abs(ratio - 1.0) > eps, tf.float32))
+            else:
+                pg = -tf.reduce_mean(a * out["log_prob"])
             ent = tf.reduce_mean(out["entropy"])
             loss = pg - ent_c * ent
             if ref_policy is not None:
@@ -1043,6 +1075,8 @@ def reinforce_step(
             else:
                 kl = tf.constant(0.0)
             stats = {"pg_loss": pg, "entropy": ent, "kl": kl}
+            if use_ppo:
+                stats["clip_frac"] = clip_frac
             if use_value:
                 vloss = tf.reduce_mean(tf.square(out["value"] - g))
                 loss = loss + val_c * vloss
@@ -1051,11 +1085,12 @@ def reinforce_step(
         stats["loss"] = loss
         return stats
 
-    key = ("reinforce", id(optimizer), id(ref_policy) if ref_policy is not None else None, use_value, clip is None)
+    key = ("reinforce", id(optimizer), id(ref_policy) if ref_policy is not None else None, use_value, clip is None,
+           use_ppo)
     fn = policy._compiled(key, step)
     out = fn(
         tf.constant(seqs), tf.constant(policy._lookup(seqs)), tf.constant(adv), tf.constant(ret),
-        tf.constant(entropy_coef, tf.float32), tf.constant(kl_coef, tf.float32),
+        tf.constant(old), tf.constant(clip_ratio, tf.float32), tf.constant(entropy_coef, tf.float32), tf.constant(kl_coef, tf.float32),
         tf.constant(value_coef, tf.float32), tf.constant(clip or 0.0, tf.float32),
     )
     return {k: float(v) for k, v in out.items()}

@@ -161,6 +161,10 @@ class Config:
     """Interleave one maximum-likelihood (teacher-forced) step on real windows every this many adversarial iterations (0: never)."""
     pg_coef: float = 1.0
     """Weight of the critic's policy-gradient term (0: the critic does not move the policy, a control)."""
+    ppo_epochs: int = 1
+    """Policy updates per batch of episodes: 1 is plain REINFORCE; more reuse the batch with PPO's clipped surrogate."""
+    ppo_clip: float = 0.2
+    """PPO's clip range of the probability ratio, in (0, 1) (used when ``ppo_epochs`` > 1)."""
     kl_schedule: str = "constant"
     """How the KL weight moves from ``kl_coef`` to ``kl_coef_end``: 'constant' (it stays), 'linear' or 'cosine'."""
     kl_coef_end: float = 0.0
@@ -336,6 +340,7 @@ _NON_NEGATIVE += ("vocab_transpose", "vocab_max_size", "entropy_coef", "kl_coef"
                   "policy_clip_norm")
 _NON_NEGATIVE += ("cpu_devices",)
 _NON_NEGATIVE += ("mle_every", "pg_coef")
+_POSITIVE += ("ppo_epochs", "ppo_clip")
 
 
 def _check_values(cfg: Config) -> None:
@@ -410,6 +415,7 @@ def _check_discriminator_reward(cfg: Config) -> None:
         ("d_replay_share", 0.0, 1.0, True),
         ("reward_gamma", 0.0, 1.0, False),
         ("reward_baseline_decay", 0.0, 1.0, True),
+        ("ppo_clip", 0.0, 1.0, True),
     ):
         value = getattr(cfg, name)
         if not (lo <= value and (value < hi if hi_open else value <= hi)):

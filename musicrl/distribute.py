@@ -680,6 +680,8 @@ class Distribution:
         returns: np.ndarray | None = None,
         value_coef: float = 0.5,
         clip_norm: float | None = None,
+        old_log_prob: np.ndarray | None = None,
+        clip_ratio: float = 0.2,
     ) -> dict[str, float]:
         """:func:`~musicrl.agent.reinforce_step` on the global batch, this worker holding its episodes.
 
@@ -694,12 +696,14 @@ class Distribution:
             the norm of the whole batch's gradient, before clipping).
         """
         keys = ("loss", "pg_loss", "entropy", "kl") + (("value_loss",) if returns is not None else ())
+        keys += ("clip_frac",) if old_log_prob is not None else ()
 
-        def reinforce(policy, catcher, seqs, adv, ret):
+        def reinforce(policy, catcher, seqs, adv, ret, old):
             return reinforce_step(policy, catcher, seqs, adv, entropy_coef=entropy_coef, kl_coef=kl_coef,
-                                  ref_policy=ref_policy, returns=ret, value_coef=value_coef, clip_norm=None)
+                                  ref_policy=ref_policy, returns=ret, value_coef=value_coef, clip_norm=None,
+                                  old_log_prob=old, clip_ratio=clip_ratio)
 
-        arrays = {"seqs": gen_seqs, "adv": advantages, "ret": returns}
+        arrays = {"seqs": gen_seqs, "adv": advantages, "ret": returns, "old": old_log_prob}
         norm, summed = self._shard_updates(policy, optimizer, arrays, reinforce, keys, clip_norm or None)
         out = {k: float(v) for k, v in zip(keys, summed)}
         out["grad_norm"] = norm

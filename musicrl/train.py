@@ -951,22 +951,21 @@ def _train_run(
                     # 5. update the policy: REINFORCE + entropy bonus + KL to the pretrained policy
                     kl_coef = kl_weight(iteration, start=cfg.kl_coef, end=cfg.kl_coef_end,
                                         iterations=cfg.kl_schedule_iterations, schedule=cfg.kl_schedule)
-                    if dist is None:
-                        pg_stats = reinforce_step(
-                            state.policy, state.policy_optimizer, gen_seqs, adv,
-                            entropy_coef=cfg.entropy_coef, kl_coef=kl_coef, ref_policy=state.ref_policy,
-                            returns=returns if cfg.value_head else None, value_coef=cfg.value_coef,
-                            clip_norm=cfg.policy_clip_norm or None,
-                        )
-                    else:
-                        rows = dist.worker_rows(cfg.batch_size)  # this worker's episodes
-                        pg_stats = dist.reinforce_step(
+                    rows = slice(None) if dist is None else dist.worker_rows(cfg.batch_size)  # this worker's episodes
+                    pg_fn = reinforce_step if dist is None else dist.reinforce_step
+                    # PPO: later passes over the batch are judged against the policy that played it
+                    old_log_prob = episodes.log_probs if cfg.ppo_epochs > 1 else None
+                    for epoch in range(cfg.ppo_epochs):
+                        stats = pg_fn(
                             state.policy, state.policy_optimizer, gen_seqs, adv[rows],
                             entropy_coef=cfg.entropy_coef, kl_coef=kl_coef, ref_policy=state.ref_policy,
                             returns=returns[rows] if cfg.value_head else None, value_coef=cfg.value_coef,
-                            clip_norm=cfg.policy_clip_norm or None,
+                            clip_norm=cfg.policy_clip_norm or None, old_log_prob=old_log_prob,
+                            clip_ratio=cfg.ppo_clip,
                         )
-                    _check_finite(where, {"policy loss": pg_stats["loss"]})
+                        _check_finite(where, {"policy loss": stats["loss"]})
+                        # the first pass's figures are REINFORCE's, comparable across settings
+                        pg_stats = stats if epoch == 0 else {**pg_stats, "clip_frac": stats["clip_frac"]}
                     mle_nll = None
                     if cfg.mle_every and iteration % cfg.mle_every == 0:
                         # teacher forcing keeps the policy on the data while the critic shapes it
@@ -1020,6 +1019,8 @@ def _train_run(
                 }
                 if mle_nll is not None:
                     row["mle_nll"] = mle_nll
+                if cfg.ppo_epochs > 1:
+                    row["ppo_clip_frac"] = pg_stats["clip_frac"]
                 if iteration % cfg.collapse_every == 0 or iteration == 1:
                     row.update(_collapse_measures(gen_seqs if dist is None else dist.gather(gen_seqs), real_ref, cfg))
                 with writer.as_default():

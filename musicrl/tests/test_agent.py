@@ -391,20 +391,23 @@ def test_pretraining_lowers_nll_and_samples_training_chords(head):
     assert share > (0.95 if head == "vocab" else 0.5)
 
 
-@pytest.mark.parametrize("head, max_updates", [("vocab", 60), ("bernoulli", 200)])
-def test_reinforce_learns_to_play_c_major(head, max_updates):
+# plain REINFORCE with the vocab head needs 15 batches here; four clipped passes over each batch need 7
+@pytest.mark.parametrize("head, max_updates, ppo_epochs", [("vocab", 60, 1), ("bernoulli", 200, 1), ("vocab", 10, 4)])
+def test_reinforce_learns_to_play_c_major(head, max_updates, ppo_epochs):
     policy = _policy(head)
     optimizer = keras.optimizers.Adam(3e-3 if head == "vocab" else 1e-2)
     baseline = MovingAverageBaseline(4, decay=0.9)
     rng = np.random.default_rng(0)
     c_major = _chord(TRIADS["C"])
     for _ in range(max_updates):
-        gen_seqs = policy.sample(64, rng, n_steps=4).seqs
+        sample = policy.sample(64, rng, n_steps=4)
+        gen_seqs = sample.seqs
         rewards = np.all(gen_seqs == c_major, axis=-1).astype(np.float32)
         returns = discounted_returns(rewards, gamma=1.0)
-        stats = reinforce_step(
-            policy, optimizer, gen_seqs, advantages(returns, baseline()), entropy_coef=1e-3, clip_norm=1.0
-        )
+        old_log_prob = sample.log_probs if ppo_epochs > 1 else None
+        for _ in range(ppo_epochs):
+            stats = reinforce_step(policy, optimizer, gen_seqs, advantages(returns, baseline()), entropy_coef=1e-3,
+                                   clip_norm=1.0, old_log_prob=old_log_prob)
         baseline.update(returns)
         if rewards.mean() > 0.9:
             break
@@ -461,9 +464,35 @@ def test_value_head_fits_returns():
         reinforce_step(_policy(), optimizer, sample.seqs, zero, returns=returns)
 
 
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_clipped_surrogate_starts_as_reinforce_and_stops_past_the_clip(head, rng):
+    policy = _policy(head)
+    twin = clone_policy(policy)
+    sample = policy.sample(32, 0, n_steps=4)
+    adv = rng.normal(size=(32, 4)).astype(np.float32)
+    # at the sampling policy (ratio 1) the update is REINFORCE's
+    plain = reinforce_step(policy, keras.optimizers.SGD(0.1), sample.seqs, adv)
+    ppo = reinforce_step(twin, keras.optimizers.SGD(0.1), sample.seqs, adv, old_log_prob=sample.log_probs)
+    assert ppo["clip_frac"] == 0.0 and ppo["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-4)
+    for a, b in zip(policy.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # every ratio e > 1 + clip_ratio: a step with A > 0 is clipped (no gradient), one with A < 0 is not
+    now = policy.log_prob(sample.seqs)
+    for sign, moves in ((1.0, False), (-1.0, True)):
+        stats = reinforce_step(policy, keras.optimizers.SGD(0.1), sample.seqs, np.full((32, 4), sign, np.float32),
+                               old_log_prob=now - 1.0, clip_ratio=0.2)
+        assert stats["clip_frac"] == 1.0
+        assert (stats["grad_norm"] > 1e-3) == moves, sign
+        assert stats["pg_loss"] == pytest.approx(-sign * (1.2 if sign > 0 else np.e), rel=1e-4)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
+        ({"old_log_prob": np.zeros((8, 3))}, "old_log_prob must be finite with shape"),
+        ({"old_log_prob": np.full((8, 4), np.nan)}, "old_log_prob must be finite"),
+        ({"old_log_prob": np.zeros((8, 4)), "clip_ratio": 1.0}, "clip_ratio must be in"),
+        ({"old_log_prob": np.zeros((8, 4)), "clip_ratio": 0.0}, "clip_ratio"),
         ({"advantages": np.zeros((3, 4))}, "advantages must have shape"),
         ({"advantages": np.full((8, 4), np.nan)}, "NaN"),
         ({"kl_coef": 0.5}, "needs a ref_policy"),

@@ -329,6 +329,13 @@ def test_one_replica_steps_equal_the_one_device_steps(rng):
         np.testing.assert_allclose(got[key], expected[key], rtol=RTOL, atol=1e-6, err_msg=key)
     for a, b in zip(mirrored_policy.get_weights(), policy.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # a second pass over the batch with PPO's clipped surrogate, against the policy before the first
+    kwargs.update(old_log_prob=policy.log_prob(seqs) + rng.normal(scale=0.3, size=adv.shape), clip_ratio=0.2)
+    expected = reinforce_step(policy, plain_opt, seqs, adv, **kwargs)
+    got = dist.reinforce_step(mirrored_policy, opt, seqs, adv, **kwargs)
+    assert set(got) == set(expected) and 0 < expected["clip_frac"] < 1
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=RTOL, atol=1e-6, err_msg=key)
     nll = dist.pretrain_step(mirrored_policy, opt, seqs, clip_norm=1.0)
     assert nll == pytest.approx(pretrain_step(policy, plain_opt, seqs, clip_norm=1.0), rel=RTOL)
 

@@ -849,7 +849,7 @@ BAD_VALUES = [
     ("batch_size", 0), ("d_steps", 0), ("window_hop", 0), ("checkpoint_every", 0), ("keep_checkpoints", 0),
     ("quantize", "nearest"), ("hold", "legato"), ("on_nonfinite", "ignore"), ("d_gp_kind", "l2"),
     ("n_fft", 1023), ("policy_head", "softmax"), ("policy_hidden", 0), ("policy_embed", 0),
-    ("sample_temperature", 0.0),
+    ("sample_temperature", 0.0), ("ppo_epochs", 0), ("ppo_clip", 0.0), ("ppo_clip", 1.0),
 ]
 
 

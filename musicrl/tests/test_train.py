@@ -423,6 +423,14 @@ def test_without_the_critic_only_teacher_forcing_moves_the_policy(midi_dir, tmp_
         assert any(not np.array_equal(a, b) for a, b in zip(state["policy"], state["ref_policy"])) == moved, name
 
 
+def test_ppo_epochs_update_the_policy_several_times_per_batch(midi_dir, tmp_path):
+    cfg = tiny_cfg(iterations=2, ppo_epochs=3, ppo_clip=0.1, mle_every=0, checkpoint_every=2)
+    result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=lambda s: None)
+    rows = read_metrics(result.run_dir)
+    assert len(rows) == 2 and all(0.0 <= r["ppo_clip_frac"] <= 1.0 for r in rows)
+    assert load_config(run_paths(result.run_dir).config).ppo_epochs == 3
+
+
 def test_time_budget_ends_the_run_with_a_checkpoint(midi_dir, tmp_path):
     result = training.train(tiny_cfg(iterations=0, minutes=1e-6), data=midi_dir, out=tmp_path, progress=False,
                             log=lambda s: None)
