@@ -467,6 +467,18 @@ def _restore(snapshot: list[tuple[Any, np.ndarray]]) -> None:
         v.assign(value)
 
 
+def _skip_batch(error: NonFiniteError, snapshot: list | None, skips: int, log: Callable[[str], None]) -> int:
+    """Undo a batch that gave a NaN/inf and return the count of batches skipped in a row.
+
+    Re-raises ``error`` when skipping is off (no snapshot) or too many batches in a row failed.
+    """
+    if snapshot is None or skips >= _MAX_SKIPS:
+        raise error
+    _restore(snapshot)
+    log(f"skipped a batch: {error}")
+    return skips + 1
+
+
 def _seq_mels(seqs: np.ndarray, cfg: Config) -> np.ndarray:
     """``mel.seq_to_mel`` of a batch, its clips grouped by their widest chord.
 
@@ -856,11 +868,7 @@ def _train_run(
                         _check_finite(f"pretraining step {step}", {"pretraining loss (NLL)": nll})
                         _check_weights(state, f"pretraining step {step}")
                     except NonFiniteError as e:
-                        if snapshot is None or skips >= _MAX_SKIPS:
-                            raise
-                        _restore(snapshot)
-                        skips += 1
-                        log(f"skipped a batch: {e}")
+                        skips = _skip_batch(e, snapshot, skips, log)
                         continue
                     skips = 0
                     state.pretrain_steps_done = step
@@ -977,11 +985,7 @@ def _train_run(
                     _check_weights(state, where)
                     t5 = time.perf_counter()
                 except NonFiniteError as e:
-                    if snapshot is None or skips >= _MAX_SKIPS:
-                        raise
-                    _restore(snapshot)
-                    skips += 1
-                    log(f"skipped a batch: {e}")
+                    skips = _skip_batch(e, snapshot, skips, log)
                     continue
                 skips = 0
 
