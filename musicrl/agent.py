@@ -963,19 +963,19 @@ def reinforce_step(
         -A_t log pi(c_t | c_<t) - entropy_coef * H_t + kl_coef * KL_t
         [+ value_coef * (V_t - G_t)**2]
 
-    Given ``old_log_prob`` (the log-probs of the policy that sampled the
-    episodes), the first term becomes PPO's clipped surrogate
-    ``-min(r_t A_t, clip(r_t, 1 - clip_ratio, 1 + clip_ratio) A_t)`` with
-    ``r_t = pi(c_t | c_<t) / pi_old(c_t | c_<t)``, so that several updates
-    can reuse one batch without moving far from the policy that played it.
-    At ``r_t = 1`` (the first update) its gradient is REINFORCE's.
-
     with ``H_t`` and ``KL_t`` (KL(pi || pi_ref)) the per-step entropy and KL
     of the (branch, chord) distributions at the episode's own prefixes: exact
     for the Bernoulli head, the block estimates of the module docs for the
     vocab head. Log-probs are exact, recomputed at temperature 1 under teacher
     forcing, so episodes must have been sampled at temperature 1 for the
     gradient to be on-policy.
+
+    Given ``old_log_prob`` (the log-probs of the policy that sampled the
+    episodes), the first term becomes PPO's clipped surrogate
+    ``-min(r_t A_t, clip(r_t, 1 - clip_ratio, 1 + clip_ratio) A_t)`` with
+    ``r_t = pi(c_t | c_<t) / pi_old(c_t | c_<t)``, so that several updates
+    can reuse one batch without moving far from the policy that played it.
+    At ``r_t = 1`` (the first update) its gradient is REINFORCE's.
 
     Parameters
     ----------
@@ -1090,8 +1090,8 @@ def reinforce_step(
     fn = policy._compiled(key, step)
     out = fn(
         tf.constant(seqs), tf.constant(policy._lookup(seqs)), tf.constant(adv), tf.constant(ret),
-        tf.constant(old), tf.constant(clip_ratio, tf.float32), tf.constant(entropy_coef, tf.float32), tf.constant(kl_coef, tf.float32),
-        tf.constant(value_coef, tf.float32), tf.constant(clip or 0.0, tf.float32),
+        tf.constant(old), tf.constant(clip_ratio, tf.float32), tf.constant(entropy_coef, tf.float32),
+        tf.constant(kl_coef, tf.float32), tf.constant(value_coef, tf.float32), tf.constant(clip or 0.0, tf.float32),
     )
     return {k: float(v) for k, v in out.items()}
 
