@@ -247,8 +247,9 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
             "Compare four sets against the same real held-out clips of the run's data: real music (other "
             "held-out pieces), random progressions, the policy after pretraining alone and the agent (latest "
             "checkpoint). Measures: every metric of metrics.summarize, the copy rate against the training "
-            "pieces, MGEval KL/overlap per feature, a feature-classifier two-sample test and a freshly trained "
-            "discriminator's held-out accuracy (0.5 = indistinguishable). Writes report.md, metrics.json and "
+            "pieces, MGEval KL/overlap per feature, a feature-classifier two-sample test and two freshly trained "
+            "discriminators' held-out accuracies (0.5 = indistinguishable): one cross-validated on the held-out "
+            "clips, one trained on windows of the training pieces against another sample of the set. Writes report.md, metrics.json and "
             "PNG plots into each run folder and prints the table; with several --run, also a side-by-side "
             "comparison (compare.md in --out)."
         ),
@@ -261,6 +262,9 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
                    help="epochs of each fresh discriminator per fold (default 20)")
     p.add_argument("--d-splits", type=int, default=3, metavar="K",
                    help="folds of the fresh-discriminator test (default 3)")
+    p.add_argument("--d-train-n", type=int, default=None, metavar="M",
+                   help="clips of each kind the discriminator trained on the training pieces learns from "
+                        "(default 4 x --n)")
     p.add_argument("--no-d", action="store_true", help="skip the fresh-discriminator test (fast)")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--out", metavar="DIR", help="folder for compare.md (the side-by-side table)")
@@ -275,7 +279,7 @@ def _run_evaluate(args: argparse.Namespace, cfg: Config) -> int:
     for run in args.run:
         evaluation = evaluate.evaluate_run(
             run, n=args.n, seed=args.seed, d_test=not args.no_d, d_epochs=args.d_epochs, d_splits=args.d_splits,
-            plots=not args.no_plots, progress=not args.no_progress,
+            n_d_train=args.d_train_n, plots=not args.no_plots, progress=not args.no_progress,
         )
         evaluations.append(evaluation)
         print(f"## {evaluation['name']} (checkpoint {evaluation['checkpoint']})\n")

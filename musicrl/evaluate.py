@@ -58,6 +58,7 @@ __all__ = [
     "comparison_report",
     "critic_comparison",
     "comparison_table",
+    "discriminator_train_test",
     "discriminator_two_sample_test",
     "evaluate_run",
     "format_table",
@@ -689,7 +690,7 @@ def discriminator_two_sample_test(
     """
     import keras
 
-    from .discriminator import build_discriminator, check_d_inputs
+    from .discriminator import check_d_inputs
 
     real = check_d_inputs(real_x, cfg, name="real_x")
     gen = check_d_inputs(gen_x, cfg, name="gen_x")
@@ -700,10 +701,30 @@ def discriminator_two_sample_test(
     random_state = int(rng.integers(2**31 - 1))
     folds = _folds(x, y, groups, n_splits, random_state)
     scores = []
+    model, restart = _fresh_discriminator(cfg, random_state, cache)
+    for k, (train, test) in enumerate(folds):
+        keras.utils.set_random_seed(random_state + k)
+        restart()
+        logits = _fit_and_score(model, x[train], y[train], x[test], epochs=epochs, batch_size=batch_size)
+        scores.append(float(((logits > 0).astype(np.int64) == y[test]).mean()))
+    scores_arr = np.asarray(scores)
+    return {
+        "accuracy": float(scores_arr.mean()),
+        "accuracy_std": float(scores_arr.std()),
+        "n_per_class": float(n),
+        "n_splits": float(n_splits),
+    }
+
+
+def _fresh_discriminator(cfg: Any, random_state: int, cache: dict | None) -> tuple[Any, Callable[[], None]]:
+    """A new discriminator of ``cfg``, compiled, and a function that puts back its untrained weights
+    and optimizer state (one compiled model serves every fold and, with ``cache``, every test)."""
+    import keras
+
+    from .discriminator import build_discriminator
+
     keras.utils.set_random_seed(random_state)
     model = build_discriminator(cfg, name="two_sample_d")
-    # every fold restarts from the same untrained weights and optimizer state; reusing one
-    # compiled model saves a graph trace per fold (and, with a cache, per test)
     fresh_weights = model.get_weights()
     if cache is not None and cache.get("cfg") == cfg:
         model, optimizer, fresh_optimizer = cache["model"], cache["optimizer"], cache["optimizer_state"]
@@ -717,21 +738,108 @@ def discriminator_two_sample_test(
         if cache is not None:
             cache.clear()
             cache.update(cfg=cfg, model=model, optimizer=optimizer, optimizer_state=fresh_optimizer)
-    y_steps = np.repeat(y[:, None].astype(np.float32), model.output_shape[-1], axis=1)
-    for k, (train, test) in enumerate(folds):
-        keras.utils.set_random_seed(random_state + k)
+
+    def restart() -> None:
         model.set_weights(fresh_weights)
         for var, value in zip(optimizer.variables, fresh_optimizer):
             var.assign(value)
-        model.fit(x[train], y_steps[train], epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
-        logits = keras.ops.convert_to_numpy(model.predict_on_batch(x[test]))
-        scores.append(float(((logits[:, -1] > 0).astype(np.int64) == y[test]).mean()))
-    scores_arr = np.asarray(scores)
+
+    return model, restart
+
+
+def _fit_and_score(model: Any, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, *, epochs: int,
+                   batch_size: int) -> np.ndarray:
+    """Train ``model`` on every step's logit against the clip's label; its last-step logits on ``x_test``."""
+    import keras
+
+    y_steps = np.repeat(y[:, None].astype(np.float32), model.output_shape[-1], axis=1)
+    model.fit(x, y_steps, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+    return keras.ops.convert_to_numpy(model.predict_on_batch(x_test))[:, -1]
+
+
+def discriminator_train_test(
+    train_real_x: np.ndarray,
+    train_gen_x: np.ndarray,
+    test_real_x: np.ndarray,
+    test_gen_x: np.ndarray,
+    cfg: Any,
+    *,
+    epochs: int = 20,
+    batch_size: int = 32,
+    seed: int = 0,
+    cache: dict | None = None,
+) -> dict[str, float]:
+    """Two-sample test with a fresh discriminator trained on one pair of samples and scored on another.
+
+    Where :func:`discriminator_two_sample_test` cross-validates on the few
+    held-out clips, this test trains on as many clips as there are: e.g.
+    windows of the training pieces against other pieces of the same
+    generator, and scores on the held-out real clips against the set being
+    evaluated, none of which it trained on. The larger training sample
+    gives it the power to tell sets apart that the cross-validated test,
+    trained on a few hundred clips, cannot (a test that is not
+    significant is not evidence that two sets are alike). The model and its
+    training are those of :func:`discriminator_two_sample_test`.
+
+    Each pair is subsampled to the size of its smaller side, so chance is
+    0.5; the accuracy is the mean of the two sides' accuracies.
+
+    Parameters
+    ----------
+    train_real_x, train_gen_x : np.ndarray, shape=(n_train, *d_input_shape(cfg))
+        D inputs it trains on (label 1 real, 0 generated).
+    test_real_x, test_gen_x : np.ndarray, shape=(n_test, *d_input_shape(cfg))
+        D inputs it is scored on.
+    cfg : Config
+    epochs, batch_size : int
+        Training of the model.
+    seed : int
+        Subsampling and Keras' global seed.
+    cache : dict, optional
+        As in :func:`discriminator_two_sample_test` (the same dict serves both tests).
+
+    Returns
+    -------
+    result : dict of str to float
+        ``accuracy`` (0.5 = the sets cannot be told apart, 1 = always told
+        apart), ``accuracy_real`` and ``accuracy_gen`` (of each test side),
+        ``n_train_per_class``, ``n_test_per_class``.
+    """
+    import keras
+
+    from .discriminator import check_d_inputs
+
+    xs = {name: check_d_inputs(x, cfg, name=name) for name, x in (
+        ("train_real_x", train_real_x), ("train_gen_x", train_gen_x),
+        ("test_real_x", test_real_x), ("test_gen_x", test_gen_x))}
+    for name, x in xs.items():
+        if len(x) == 0:
+            raise MusicRLError(f"{name} holds no clips: the test needs at least one of each")
+    _check_int(epochs, "epochs", 1)
+    _check_int(batch_size, "batch_size", 1)
+    rng = as_rng(seed)
+    n_train = min(len(xs["train_real_x"]), len(xs["train_gen_x"]))
+    n_test = min(len(xs["test_real_x"]), len(xs["test_gen_x"]))
+
+    def take(name: str, k: int) -> np.ndarray:
+        return xs[name][np.sort(rng.choice(len(xs[name]), k, replace=False))]
+
+    x = np.concatenate([take("train_real_x", n_train), take("train_gen_x", n_train)])
+    y = np.concatenate([np.ones(n_train, np.int64), np.zeros(n_train, np.int64)])
+    x_test = np.concatenate([take("test_real_x", n_test), take("test_gen_x", n_test)])
+    random_state = int(rng.integers(2**31 - 1))
+    model, restart = _fresh_discriminator(cfg, random_state, cache)
+    keras.utils.set_random_seed(random_state)
+    restart()
+    logits = _fit_and_score(model, x, y, x_test, epochs=epochs, batch_size=batch_size)
+    acc_real = float((logits[:n_test] > 0).mean())
+    acc_gen = float((logits[n_test:] <= 0).mean())
     return {
-        "accuracy": float(scores_arr.mean()),
-        "accuracy_std": float(scores_arr.std()),
-        "n_per_class": float(n),
-        "n_splits": float(n_splits),
+        "accuracy": (acc_real + acc_gen) / 2,
+        "accuracy_real": acc_real,
+        "accuracy_gen": acc_gen,
+        "n_train_per_class": float(n_train),
+        "n_test_per_class": float(n_test),
     }
 
 
@@ -758,13 +866,18 @@ SET_LABELS: dict[str, str] = {
 }
 """How the table names each set."""
 
-HEADLINE_COLUMNS: tuple[str, ...] = ("fresh_d_acc", "seq_clf_acc", "mgeval_kl", "mgeval_oa", "copy_rate")
+HEADLINE_COLUMNS: tuple[str, ...] = (
+    "fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc", "mgeval_kl", "mgeval_oa", "copy_rate",
+)
 """The table's first columns; every key of :func:`musicrl.metrics.summarize` follows."""
 
 COLUMN_DOCS: dict[str, str] = {
     "fresh_d_acc": "held-out accuracy of a freshly trained discriminator (the run's architecture, never the "
                    "training D) telling the reference clips from the set's; 0.5 = indistinguishable, "
                    "1 = always told apart",
+    "fresh_d_full_acc": "accuracy of a freshly trained discriminator that learned from windows of the training "
+                        "pieces against as many other pieces of the set, scored on the reference clips and the "
+                        "set's; 0.5 = indistinguishable (not measured for the real set, which has no second sample)",
     "seq_clf_acc": "cross-validated accuracy of a logistic regression on per-piece feature vectors "
                    "(register, pitch classes, chord qualities, every scalar feature); 0.5 = indistinguishable",
     "mgeval_kl": "MGEval: KL divergence (nats) from the reference's intra-set distances to the set-to-reference "
@@ -863,6 +976,8 @@ def compare_to_real(
     d_splits: int = 3,
     gen_x: np.ndarray | None = None,
     real_x: np.ndarray | None = None,
+    train_real_x: np.ndarray | None = None,
+    train_gen_x: np.ndarray | None = None,
     d_cache: dict | None = None,
     real_groups: Any = None,
     gen_groups: Any = None,
@@ -881,11 +996,14 @@ def compare_to_real(
       5-fold, fewer folds for tiny sets);
     * ``fresh_d_acc``: :func:`discriminator_two_sample_test`, a new
       discriminator of ``cfg``'s architecture trained for ``d_epochs`` epochs
-      in each of ``d_splits`` folds.
+      in each of ``d_splits`` folds;
+    * ``fresh_d_full_acc``: :func:`discriminator_train_test`, a new
+      discriminator trained for ``d_epochs`` epochs on ``train_real_x``
+      against ``train_gen_x`` and scored on the two sets.
 
     A measure that cannot be taken (no training pieces, fewer than two clips
-    or groups per class for a test, ``d_test=False``) is NaN, with a line in
-    ``notes``.
+    or groups per class for a test, ``d_test=False``, no ``train_gen_x``) is
+    NaN, with a line in ``notes``.
 
     Parameters
     ----------
@@ -903,9 +1021,12 @@ def compare_to_real(
     gen_x, real_x : np.ndarray, optional
         D inputs of the two sets when already computed (e.g. the real clips'
         mels shared by several sets).
+    train_real_x, train_gen_x : np.ndarray, optional
+        D inputs of real clips of the training pieces and of another sample of
+        the set's source, for ``fresh_d_full_acc``.
     d_cache : dict, optional
-        Passed to :func:`discriminator_two_sample_test` (one dict for several
-        sets compiles the fresh discriminator once).
+        Passed to the discriminator tests (one dict for several sets compiles
+        the fresh discriminator once).
     real_groups, gen_groups : array-like, optional
         The piece each clip was cut from, for the two tests' folds (overlapping
         windows of one piece must not be split between training and test
@@ -917,7 +1038,7 @@ def compare_to_real(
     result : dict
         ``row`` (dict of column -> float: :data:`HEADLINE_COLUMNS`, then the
         summary), ``mgeval`` (per feature, see :func:`mgeval_compare`),
-        ``seq_test`` and ``d_test`` (the tests' results, empty when not run),
+        ``seq_test``, ``d_test`` and ``d_full_test`` (the tests' results, empty when not run),
         ``copy_run_length`` and ``notes`` (list of str).
     """
     gen = check_seqs(gen_seqs, n_pitches=cfg.n_pitches, name="gen_seqs")
@@ -977,8 +1098,23 @@ def compare_to_real(
     else:
         notes.append(f"{n_small} clip(s) or piece(s) per class: too few for the fresh-discriminator test")
 
+    d_full: dict[str, float] = {}
+    d_full_seed = int(rng.integers(2**31 - 1))
+    if d_test and train_real_x is not None and train_gen_x is not None:
+        try:
+            d_full = discriminator_train_test(
+                train_real_x, train_gen_x, _d_inputs_for(real, cfg) if real_x is None else real_x,
+                _d_inputs_for(gen, cfg) if gen_x is None else gen_x, cfg, epochs=d_epochs, batch_size=_D_BATCH,
+                seed=d_full_seed, cache=d_cache,
+            )
+        except MusicRLError as e:
+            notes.append(f"fresh_d_full_acc not measured: {e}")
+    elif d_test:
+        notes.append("no second sample of the set to train on: fresh_d_full_acc not measured")
+
     row = {
         "fresh_d_acc": d_res.get("accuracy", float("nan")),
+        "fresh_d_full_acc": d_full.get("accuracy", float("nan")),
         "seq_clf_acc": seq_res.get("accuracy", float("nan")),
         "mgeval_kl": mg_kl,
         "mgeval_oa": mg_oa,
@@ -990,6 +1126,7 @@ def compare_to_real(
         "mgeval": mg,
         "seq_test": seq_res,
         "d_test": d_res,
+        "d_full_test": d_full,
         "copy_run_length": run_length,
         "notes": notes,
     }
@@ -1008,6 +1145,9 @@ class EvalSets(NamedTuple):
     """For 'real' and 'reference': the index of the piece each window was cut from."""
     train_seqs: list[np.ndarray]
     """The run's training pieces (full length), for the copy rate."""
+    d_train: dict[str, np.ndarray]
+    """What the trained-on-training-pieces discriminator test learns from: 'real', windows of the training
+    pieces; 'random', 'pretrained', 'agent', other draws of the same source (empty when ``n_d_train`` is 0)."""
     info: dict[str, Any]
     """Where everything came from: checkpoints, data, sizes, and ``notes``."""
 
@@ -1102,7 +1242,9 @@ def _policy_of(policy: Any, run_dir: Path, loaded: Path, wanted: Path) -> Any:
     return load_policy(run_dir, wanted.name)
 
 
-def load_eval_sets(run_dir: Any, *, n: int = 256, seed: int = 0, progress: bool = False) -> EvalSets:
+def load_eval_sets(
+    run_dir: Any, *, n: int = 256, seed: int = 0, n_d_train: int | None = None, progress: bool = False
+) -> EvalSets:
     """The pieces an evaluation of a run compares.
 
     * the run's real data (the folder recorded in its ``run.json``, else its
@@ -1119,6 +1261,11 @@ def load_eval_sets(run_dir: Any, *, n: int = 256, seed: int = 0, progress: bool 
     The two policies sample at the run's ``sample_temperature`` from the same
     random numbers, so their difference is the training, not the draws.
 
+    For the discriminator test that trains on other clips than it scores
+    (:func:`discriminator_train_test`), ``d_train`` holds ``n_d_train``
+    windows of the training pieces (all of them when there are fewer) and as
+    many further draws of each generated set's source.
+
     Parameters
     ----------
     run_dir : str or path-like
@@ -1127,6 +1274,8 @@ def load_eval_sets(run_dir: Any, *, n: int = 256, seed: int = 0, progress: bool 
         Pieces per generated set, and real windows per half at most.
     seed : int
         Seed of every draw.
+    n_d_train : int, optional
+        Clips of each kind to train that test on (default ``4 * n``; 0: none).
     progress : bool
         Show a progress bar while reading MIDI files.
 
@@ -1142,12 +1291,13 @@ def load_eval_sets(run_dir: Any, *, n: int = 256, seed: int = 0, progress: bool 
     """
     from .checkpoint import latest_checkpoint
     from .config import load_config
-    from .data import load_folder, resolve_data_dir
+    from .data import load_folder, resolve_data_dir, seqs_to_windows
     from .runs import run_paths
     from .train import load_policy
 
     n = _check_int(n, "n", 2)
     seed = _check_int(seed, "seed", 0)
+    n_d_train = 4 * n if n_d_train is None else _check_int(n_d_train, "n_d_train", 0)
     run_dir = _check_run_dir(run_dir)
     paths = run_paths(run_dir)
     cfg = load_config(paths.config)
@@ -1177,15 +1327,28 @@ def load_eval_sets(run_dir: Any, *, n: int = 256, seed: int = 0, progress: bool 
     notes += split_notes
     sets = {"real": real_a, "random": rand_progression_seqs(n, cfg, seed=np.random.default_rng([seed, 1]))}
 
-    def draw(policy: Any) -> np.ndarray:
-        draws = np.random.default_rng([seed, 2])
-        return policy.sample(n, draws, n_steps=cfg.n_steps, temperature=cfg.sample_temperature).seqs
+    def draw(policy: Any, k: int, stream: int) -> np.ndarray:
+        draws = np.random.default_rng([seed, stream])
+        return policy.sample(k, draws, n_steps=cfg.n_steps, temperature=cfg.sample_temperature).seqs
 
+    d_train: dict[str, np.ndarray] = {}
+    if n_d_train:
+        windows = seqs_to_windows(real_data.train_seqs, n_steps=cfg.n_steps, hop=real_data.window_hop,
+                                  n_pitches=cfg.n_pitches)
+        keep = np.random.default_rng([seed, 3]).permutation(len(windows))[:n_d_train]
+        d_train["real"] = windows[np.sort(keep)]
+        d_train["random"] = rand_progression_seqs(n_d_train, cfg, seed=np.random.default_rng([seed, 4]))
     policy = load_policy(run_dir, latest.name)
-    agent_seqs = draw(policy)
+    agent_seqs = draw(policy, n, 2)
+    agent_train = draw(policy, n_d_train, 5) if n_d_train else None
     if has_pretrained:
-        sets["pretrained"] = draw(_policy_of(policy, run_dir, latest, pretrained))
+        pretrained_policy = _policy_of(policy, run_dir, latest, pretrained)
+        sets["pretrained"] = draw(pretrained_policy, n, 2)
+        if n_d_train:
+            d_train["pretrained"] = draw(pretrained_policy, n_d_train, 5)
     sets["agent"] = agent_seqs
+    if agent_train is not None:
+        d_train["agent"] = agent_train
     if latest.name == "pretrained":
         notes.append("the latest checkpoint is the pretrained one: the agent row is the policy before any "
                      "adversarial update")
@@ -1203,10 +1366,11 @@ def load_eval_sets(run_dir: Any, *, n: int = 256, seed: int = 0, progress: bool 
         "sample_temperature": cfg.sample_temperature,
         "data": {"root": str(root), **split_info},
         "sizes": {k: int(len(v)) for k, v in sets.items()},
+        "d_train_sizes": {k: int(len(v)) for k, v in d_train.items()},
         "notes": notes,
     }
     return EvalSets(cfg=cfg, sets=sets, reference=reference, groups=groups, train_seqs=list(real_data.train_seqs),
-                    info=info)
+                    d_train=d_train, info=info)
 
 
 def evaluate_run(
@@ -1217,6 +1381,7 @@ def evaluate_run(
     d_test: bool = True,
     d_epochs: int = 20,
     d_splits: int = 3,
+    n_d_train: int | None = None,
     plots: bool = True,
     write: bool = True,
     progress: bool = True,
@@ -1251,6 +1416,9 @@ def evaluate_run(
         Run the fresh-discriminator tests (``fresh_d_acc`` is NaN otherwise).
     d_epochs, d_splits : int
         Training epochs per fold, and folds, of each fresh discriminator.
+    n_d_train : int, optional
+        Clips of each kind the ``fresh_d_full_acc`` discriminator trains on
+        (default ``4 * n``; see :func:`load_eval_sets`).
     plots : bool
         Write the PNG plots.
     write : bool
@@ -1287,7 +1455,7 @@ def evaluate_run(
     seconds: dict[str, float] = {}
     try:
         bar.set_postfix_str("sampling the sets")
-        ev = load_eval_sets(run_dir, n=n, seed=seed, progress=False)
+        ev = load_eval_sets(run_dir, n=n, seed=seed, n_d_train=n_d_train if d_test else 0, progress=False)
         cfg = ev.cfg
         seconds["sets"] = time.perf_counter() - t0
         bar.update(1)
@@ -1295,19 +1463,22 @@ def evaluate_run(
         bar.total = 2 + 2 * len(names) + bool(write)
         t = time.perf_counter()
         ref_x = _d_inputs_for(ev.reference, cfg) if d_test else None
+        train_real_x = _d_inputs_for(ev.d_train["real"], cfg) if "real" in ev.d_train else None
         bar.update(1)
         results = {}
         d_cache: dict = {}
         for name in names:
             bar.set_postfix_str(f"{name}: D inputs")
             gen_x = _d_inputs_for(ev.sets[name], cfg) if d_test else None
+            train_gen_x = _d_inputs_for(ev.d_train[name], cfg) if name != "real" and name in ev.d_train else None
             seconds["d_inputs"] = seconds.get("d_inputs", 0.0) + time.perf_counter() - t
             bar.update(1)
             t = time.perf_counter()
             bar.set_postfix_str(f"{name}: measures and tests")
             results[name] = compare_to_real(
                 ev.sets[name], ev.reference, cfg, train_seqs=ev.train_seqs, d_test=d_test, d_epochs=d_epochs,
-                d_splits=d_splits, gen_x=gen_x, real_x=ref_x, d_cache=d_cache,
+                d_splits=d_splits, gen_x=gen_x, real_x=ref_x, train_real_x=train_real_x, train_gen_x=train_gen_x,
+                d_cache=d_cache,
                 real_groups=ev.groups["reference"], gen_groups=ev.groups.get(name),
                 seed=np.random.default_rng([ev.info["seed"], 10]),
             )
@@ -1326,9 +1497,11 @@ def evaluate_run(
             "columns": columns,
             "table": {s: results[s]["row"] for s in names},
             "mgeval": {s: results[s]["mgeval"] for s in names},
-            "tests": {s: {"seq": results[s]["seq_test"], "fresh_d": results[s]["d_test"]} for s in names},
+            "tests": {s: {"seq": results[s]["seq_test"], "fresh_d": results[s]["d_test"],
+                          "fresh_d_full": results[s]["d_full_test"]} for s in names},
             "settings": {
                 "d_test": bool(d_test), "d_epochs": d_epochs, "d_splits": d_splits, "d_batch_size": _D_BATCH,
+                "d_train_sizes": ev.info["d_train_sizes"],
                 "d_arch": cfg.d_arch, "d_input": d_input_kind(cfg), "seq_splits": _SEQ_SPLITS,
                 "copy_run_length": results[names[0]]["copy_run_length"], "folds_grouped_by_piece": True,
             },
@@ -1516,6 +1689,12 @@ def _write_text(path: Path, text: str) -> None:
         raise MusicRLError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
 
 
+def _sizes_text(sizes: Any) -> str:
+    if not sizes:
+        return "not run"
+    return ", ".join(f"{k} {v}" for k, v in sizes.items()) + " clips"
+
+
 def _report(evaluation: dict[str, Any], plot_files: list[str]) -> str:
     data = evaluation.get("data", {})
     settings = evaluation.get("settings", {})
@@ -1536,6 +1715,10 @@ def _report(evaluation: dict[str, Any], plot_files: list[str]) -> str:
         f"- fresh discriminator: a new `{settings.get('d_arch')}` D on {settings.get('d_input')} inputs per set, "
         f"{settings.get('d_splits')}-fold, {settings.get('d_epochs')} epoch(s), batch {settings.get('d_batch_size')}"
         + ("" if settings.get("d_test", True) else " (not run)"),
+        f"- fresh discriminator trained on the training pieces (`fresh_d_full_acc`): the same D trained "
+        f"{settings.get('d_epochs')} epoch(s) on windows of the training pieces against another sample of "
+        f"each set's source ({_sizes_text(settings.get('d_train_sizes'))}), then scored on the reference and "
+        f"the set",
         f"- both classifier tests: folds keep each real piece's windows together, so a classifier cannot score "
         f"by recognising a piece it trained on; the larger of the two sets is subsampled to the smaller, so chance "
         f"is 0.5",

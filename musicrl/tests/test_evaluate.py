@@ -200,7 +200,7 @@ def test_evaluate_writes_report_metrics_and_plots(runs, evaluated):
         assert f"- `{column}`: " in report
 
 
-def test_evaluate_metrics_json_has_every_measure_in_range(evaluated):
+def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
     _, _, _, ev, _ = evaluated
     assert ev["sets"] == list(evaluate.EVAL_SETS)
     assert ev["columns"] == list(evaluate.HEADLINE_COLUMNS) + _summary_keys()
@@ -213,12 +213,19 @@ def test_evaluate_metrics_json_has_every_measure_in_range(evaluated):
     assert data["real_pieces"] >= 1 and data["reference_pieces"] >= 1
     assert data["real_windows"] == ev["sizes"]["real"] and data["reference_windows"] <= N
     assert ev["settings"]["d_epochs"] == 1 and ev["settings"]["copy_run_length"] == 4
-    unit = ["fresh_d_acc", "seq_clf_acc", "mgeval_oa", "copy_rate", "pitch_class_overlap", "empty_step_rate",
+    unit = ["fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc", "mgeval_oa", "copy_rate", "pitch_class_overlap", "empty_step_rate",
             "in_key_rate", "consonant_chord_rate", "repetition_rate", "top3_pitch_share"]
+    # the discriminator trained on the training pieces: their 5 windows each against 4 * N clips of a set
+    train_windows = 5 * len(json.loads((runs["a"] / "run.json").read_text())["data"]["train_names"])
+    assert ev["d_train_sizes"] == {"real": train_windows, "random": 4 * N, "pretrained": 4 * N, "agent": 4 * N}
+    assert ev["table"]["real"]["fresh_d_full_acc"] is None and ev["tests"]["real"]["fresh_d_full"] == {}
+    for name in ("random", "pretrained", "agent"):
+        test = ev["tests"][name]["fresh_d_full"]
+        assert test["n_train_per_class"] == train_windows and test["n_test_per_class"] == data["reference_windows"]
     for name in ev["sets"]:
         row = ev["table"][name]
         assert set(row) == set(ev["columns"])
-        for column in unit:
+        for column in unit[:1] + unit[2:] if name == "real" else unit:
             assert row[column] is not None and 0.0 <= row[column] <= 1.0, (name, column, row[column])
         assert row["mgeval_kl"] >= 0.0
         assert 1.0 <= row["polyphony"] <= 12.0
@@ -238,13 +245,15 @@ def test_real_halves_are_different_unseen_pieces(runs, evaluated):
 
 def test_evaluate_without_d_and_plots(runs, evaluated, quick):
     ev_a, ev_b = evaluated[3], quick[2]
-    assert all(ev_b["table"][s]["fresh_d_acc"] is None for s in ev_b["sets"])
+    fresh = ("fresh_d_acc", "fresh_d_full_acc")
+    assert all(ev_b["table"][s][c] is None for s in ev_b["sets"] for c in fresh)
+    assert ev_b["d_train_sizes"] == {}
     assert not any((runs["b"] / f).exists() for f in evaluate.PLOT_FILES)
     assert all(f"]({f})" not in (runs["b"] / "report.md").read_text() for f in evaluate.PLOT_FILES)
     # a copy of the run with the same seed: the same pieces, so the same numbers but for the D test
     for s in ev_a["sets"]:
-        assert {k: v for k, v in ev_a["table"][s].items() if k != "fresh_d_acc"} == {
-            k: v for k, v in ev_b["table"][s].items() if k != "fresh_d_acc"}
+        assert {k: v for k, v in ev_a["table"][s].items() if k not in fresh} == {
+            k: v for k, v in ev_b["table"][s].items() if k not in fresh}
 
 
 def test_compare_command_reads_two_evaluated_runs(runs, evaluated, quick, tmp_path):
@@ -258,9 +267,10 @@ def test_compare_command_reads_two_evaluated_runs(runs, evaluated, quick, tmp_pa
     assert header.index("agent: a") < header.index("agent: b")
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
             for line in table.splitlines()[2:]}
-    assert list(rows)[:3] == ["n", "fresh_d_acc", "seq_clf_acc"]
-    # run a had the fresh D, run b was evaluated without it
+    assert list(rows)[:4] == ["n", "fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc"]
+    # run a had the fresh Ds, run b was evaluated without them (columns: real a, real b, random a, ...)
     assert rows["fresh_d_acc"][0] != "n/a" and rows["fresh_d_acc"][1] == "n/a"
+    assert rows["fresh_d_full_acc"][2] != "n/a" and rows["fresh_d_full_acc"][3] == "n/a"
     assert rows["seq_clf_acc"][0] == rows["seq_clf_acc"][1] != "n/a"
 
 
@@ -278,7 +288,8 @@ def test_evaluate_several_runs_prints_and_writes_the_comparison(runs, evaluated,
                            "--out", str(tmp_path / "cmp")])
     assert code == 0, err
     assert [c[0] for c in calls] == ["x", "y"]
-    assert calls[0][1] == dict(n=7, seed=3, d_test=False, d_epochs=20, d_splits=3, plots=True, progress=True)
+    assert calls[0][1] == dict(n=7, seed=3, d_test=False, d_epochs=20, d_splits=3, n_d_train=None, plots=True,
+                               progress=True)
     assert out.count("| set | n | fresh_d_acc") == 2
     text = (tmp_path / "cmp" / evaluate.COMPARISON_FILE).read_text()
     assert "real: run1 | real: run2" in text and "real: run1 | real: run2" in out

@@ -592,3 +592,31 @@ def test_discriminator_two_sample_test_on_mels(rng):
     assert res["accuracy"] >= 0.9 and res["n_per_class"] == 16.0
     with pytest.raises(MusicRLError, match="real_x must have shape"):
         evaluate.discriminator_two_sample_test(real_mels[:, :10], gen_mels, cfg)
+
+
+def test_discriminator_train_test_scores_only_the_clips_it_never_trained_on(rng):
+    from musicrl.config import Config
+
+    cfg = Config(n_steps=2, d_arch="cnn", d_channels=4, d_learning_rate=5e-3)
+
+    def band_mels(n, band):
+        x = rng.normal(-70.0, 3.0, size=(n, cfg.n_frames, cfg.n_mels))
+        x[:, :, band : band + 4] = -10.0
+        return np.clip(x, -cfg.top_db, 0.0).astype(np.float32)
+
+    low, high = band_mels(24, 10), band_mels(20, 40)
+    kwargs = dict(epochs=4, batch_size=4, seed=0)
+    # scored on new clips of the two training distributions: always told apart
+    right = evaluate.discriminator_train_test(low, high, band_mels(10, 10), band_mels(12, 40), cfg, **kwargs)
+    assert right["accuracy"] >= 0.9
+    assert right["n_train_per_class"] == 20.0 and right["n_test_per_class"] == 10.0
+    # the test sides swapped: every clip on the wrong side, so the score comes from the test clips alone
+    swapped = evaluate.discriminator_train_test(low, high, band_mels(10, 40), band_mels(10, 10), cfg, **kwargs)
+    assert swapped["accuracy"] <= 0.1
+    assert swapped["accuracy"] == pytest.approx((swapped["accuracy_real"] + swapped["accuracy_gen"]) / 2)
+    with pytest.raises(MusicRLError, match="test_gen_x holds no clips"):
+        evaluate.discriminator_train_test(low, high, low, high[:0], cfg)
+    with pytest.raises(MusicRLError, match="train_real_x must have shape"):
+        evaluate.discriminator_train_test(low[:, :10], high, low, high, cfg)
+    with pytest.raises(MusicRLError, match="epochs"):
+        evaluate.discriminator_train_test(low, high, low, high, cfg, epochs=0)

@@ -109,13 +109,16 @@ def test_target_checks_measure_each_bound(rng):
     rows = _rows(rng, changes={}, n_seeds=2)
     for r in rows:
         r.update({"real": dict(in_key_rate=0.94, distinct_chord_ratio=0.86, fresh_d_acc=0.5),
-                  "random": dict(fresh_d_acc=0.97),
+                  "random": dict(fresh_d_acc=0.97, fresh_d_full_acc=0.9),
                   "pretrained": {},
-                  "agent": dict(fresh_d_acc=0.8, in_key_rate=0.85, consonant_chord_rate=0.75,
+                  "agent": dict(fresh_d_acc=0.8, fresh_d_full_acc=0.6, in_key_rate=0.85, consonant_chord_rate=0.75,
                                 pitch_class_overlap=0.95, distinct_chord_ratio=0.4, copy_rate=0.01)}[r["set"]])
     checks = {c["measure"]: c for c in sweep.target_checks(sweep.summarize(rows), "exp")}
     assert not checks["fresh_d_acc"]["met"] and checks["fresh_d_acc"]["gap"] == pytest.approx(0.05)
     assert checks["fresh_d_acc (random)"]["met"]
+    assert checks["fresh_d_full_acc"]["met"] and checks["fresh_d_full_acc"]["gap"] == 0.0
+    assert not checks["fresh_d_full_acc (random)"]["met"]
+    assert checks["fresh_d_full_acc (random)"]["gap"] == pytest.approx(0.05)
     assert not checks["in_key_rate"]["met"] and checks["in_key_rate"]["gap"] == pytest.approx(0.04)
     assert checks["in_key_rate"]["value"] == pytest.approx(0.85)
     assert checks["consonant_chord_rate"]["met"] and checks["consonant_chord_rate"]["gap"] == 0.0
@@ -201,12 +204,14 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert [r["set"] for r in rows] == list(sweep.SETS)
     assert all(r["experiment"] == "tiny" and r["seed"] == 3 and r["iterations"] == 2 for r in rows)
     assert 0.0 <= rows[3]["in_key_rate"] <= 1.0 and np.isfinite(rows[3]["fresh_d_acc"])
+    assert np.isfinite(rows[3]["fresh_d_full_acc"]) and np.isnan(rows[0]["fresh_d_full_acc"])  # none for real
     saved = json.loads((out / "tiny" / "seed3" / "config.json").read_text())
     assert saved["seed"] == 3 and saved["batch_size"] == 8
     assert "trained and evaluated" in lines[0]
     assert (out / "results.md").is_file() and (out / "tiny" / "seed3.train.log").is_file()
     again = []
-    assert sweep.run_sweep([exp], seeds=[3], out=out, minutes=None, data=music, log=again.append) == rows
+    kept = sweep.run_sweep([exp], seeds=[3], out=out, minutes=None, data=music, log=again.append)
+    assert repr(kept) == repr(rows)  # repr: the real set's NaN equals itself
     assert again == ["tiny seed 3: evaluated already, kept"]
     (out / "results.md").unlink()
     code, stdout, _ = _cli(["sweep", str(exp), "--out", str(out), "--table-only"])
