@@ -171,14 +171,25 @@ def test_tensorboard_holds_scalars_mels_and_audio(smoke):
     run_dir = smoke[0]
     events = list(run_paths(run_dir).tensorboard.glob("events.out.tfevents.*"))
     assert events
-    tags, plugins = set(), {}
+    tags, plugins, scalars = set(), {}, {}
     for path in events:
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
                 tags.add(value.tag)
                 plugins[value.tag] = value.metadata.plugin_data.plugin_name or plugins.get(value.tag)
+                if value.tag.startswith("train/"):
+                    scalars[value.tag, event.step] = float(tf.make_ndarray(value.tensor))
     for name in ("reward_mean", "d_loss", "d_acc_real", "d_acc_gen", "entropy", "kl", "top3_pitch_share"):
         assert f"train/{name}" in tags
+    # every number of every row of metrics.jsonl at its iteration (float32 in TensorBoard), but for
+    # the timings and the memory, which only metrics.jsonl holds
+    rows = read_metrics(run_dir)
+    logged = [(r["iteration"], k, v) for r in rows for k, v in r.items()
+              if k not in ("iteration", "episodes_per_s", "peak_rss_mb") and not k.startswith("t_")]
+    for iteration, key, number in logged:
+        got = scalars[f"train/{key}", iteration]
+        assert got == pytest.approx(number, rel=1e-6, abs=1e-6) if number is not None else np.isnan(got), key
+    assert len(scalars) == len(logged)
     assert "pretrain/nll" in tags
     assert plugins["samples/gen_mel"] == "images"
     assert plugins["samples/gen_audio"] == "audio"
