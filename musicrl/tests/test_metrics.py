@@ -575,16 +575,23 @@ def test_two_sample_test_bad_input():
         evaluate.classifier_two_sample_test(x, np.zeros((10, 5)))
 
 
-def test_discriminator_two_sample_test_on_mels(rng):
+@pytest.fixture
+def band_mels(rng):
+    """A small-D config and a maker of noise mels with one loud band: (cfg, band_mels(n, band))."""
     from musicrl.config import Config
 
     cfg = Config(n_steps=2, d_arch="cnn", d_channels=4, d_learning_rate=5e-3)
 
-    def band_mels(n, band):
+    def make(n, band):
         x = rng.normal(-70.0, 3.0, size=(n, cfg.n_frames, cfg.n_mels))
         x[:, :, band : band + 4] = -10.0
         return np.clip(x, -cfg.top_db, 0.0).astype(np.float32)
 
+    return cfg, make
+
+
+def test_discriminator_two_sample_test_on_mels(band_mels):
+    cfg, band_mels = band_mels
     real_mels, gen_mels = band_mels(16, 10), band_mels(16, 40)
     res = evaluate.discriminator_two_sample_test(
         real_mels, gen_mels, cfg, n_splits=2, epochs=6, batch_size=4, seed=0
@@ -594,16 +601,8 @@ def test_discriminator_two_sample_test_on_mels(rng):
         evaluate.discriminator_two_sample_test(real_mels[:, :10], gen_mels, cfg)
 
 
-def test_discriminator_train_test_scores_only_the_clips_it_never_trained_on(rng):
-    from musicrl.config import Config
-
-    cfg = Config(n_steps=2, d_arch="cnn", d_channels=4, d_learning_rate=5e-3)
-
-    def band_mels(n, band):
-        x = rng.normal(-70.0, 3.0, size=(n, cfg.n_frames, cfg.n_mels))
-        x[:, :, band : band + 4] = -10.0
-        return np.clip(x, -cfg.top_db, 0.0).astype(np.float32)
-
+def test_discriminator_train_test_scores_only_the_clips_it_never_trained_on(band_mels):
+    cfg, band_mels = band_mels
     low, high = band_mels(24, 10), band_mels(20, 40)
     kwargs = dict(epochs=4, batch_size=4, seed=0)
     # scored on new clips of the two training distributions: always told apart
