@@ -401,14 +401,15 @@ def _check_values(cfg: Config) -> None:
             f"a chord step of {cfg.step_seconds:g} s is shorter than one hop "
             f"({cfg.hop_length} samples at sr={cfg.sr}): raise 'step_beats' or lower 'bpm'"
         )
-    _check_discriminator_reward(cfg)
+    _check_ranges(cfg)
     if cfg.devices.strip() and not all(d.strip() for d in cfg.devices.split(",")):
         raise MusicRLError(f"config field 'devices' must be device names separated by commas, got {cfg.devices!r}")
     if cfg.iterations == 0 and cfg.minutes == 0:
         raise MusicRLError("config fields 'iterations' and 'minutes' are both 0: a run needs one of the two limits")
 
 
-def _check_discriminator_reward(cfg: Config) -> None:
+def _check_ranges(cfg: Config) -> None:
+    """Fields bounded on both sides (of D, the reward and the policy update)."""
     for name, lo, hi, hi_open in (
         ("d_beta_1", 0.0, 1.0, True),
         ("d_label_smoothing", 0.0, 0.5, True),
