@@ -249,9 +249,9 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
             "checkpoint). Measures: every metric of metrics.summarize, the copy rate against the training "
             "pieces, MGEval KL/overlap per feature, a feature-classifier two-sample test and two freshly trained "
             "discriminators' held-out accuracies (0.5 = indistinguishable): one cross-validated on the held-out "
-            "clips, one trained on windows of the training pieces against another sample of the set. Writes report.md, metrics.json and "
-            "PNG plots into each run folder and prints the table; with several --run, also a side-by-side "
-            "comparison (compare.md in --out)."
+            "clips, one trained on windows of the training pieces against another sample of the set. Writes "
+            "report.md, metrics.json and PNG plots into each run folder and prints the table; with several "
+            "--run, also a side-by-side comparison (compare.md in --out)."
         ),
     )
     p.add_argument("--run", required=True, action="append", metavar="DIR",
