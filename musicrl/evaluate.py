@@ -1504,7 +1504,6 @@ def evaluate_run(
                           "fresh_d_full": results[s]["d_full_test"]} for s in names},
             "settings": {
                 "d_test": bool(d_test), "d_epochs": d_epochs, "d_splits": d_splits, "d_batch_size": _D_BATCH,
-                "d_train_sizes": ev.info["d_train_sizes"],
                 "d_arch": cfg.d_arch, "d_input": d_input_kind(cfg), "seq_splits": _SEQ_SPLITS,
                 "copy_run_length": results[names[0]]["copy_run_length"], "folds_grouped_by_piece": True,
             },
@@ -1720,9 +1719,9 @@ def _report(evaluation: dict[str, Any], plot_files: list[str]) -> str:
         + ("" if settings.get("d_test", True) else " (not run)"),
         f"- fresh discriminator trained on the training pieces (`fresh_d_full_acc`): the same D trained "
         f"{settings.get('d_epochs')} epoch(s) on windows of the training pieces against another sample of "
-        f"each set's source ({_sizes_text(settings.get('d_train_sizes'))}), then scored on the reference and "
+        f"each set's source ({_sizes_text(evaluation.get('d_train_sizes'))}), then scored on the reference and "
         f"the set",
-        f"- both classifier tests: folds keep each real piece's windows together, so a classifier cannot score "
+        f"- the two cross-validated tests: folds keep each real piece's windows together, so a classifier cannot score "
         f"by recognising a piece it trained on; the larger of the two sets is subsampled to the smaller, so chance "
         f"is 0.5",
         f"- copy rate: runs of {settings.get('copy_run_length')} chords of the training pieces",

@@ -198,6 +198,8 @@ def test_evaluate_writes_report_metrics_and_plots(runs, evaluated):
     assert f"| {N} |" in rows[1]
     for column in evaluate.HEADLINE_COLUMNS:
         assert f"- `{column}`: " in report
+    # what the discriminator trained on the training pieces learned from
+    assert f"random {4 * N}, pretrained {4 * N}, agent {4 * N} clips" in report
 
 
 def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
