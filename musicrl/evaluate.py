@@ -1176,13 +1176,18 @@ def _check_run_dir(run_dir: Any) -> Path:
     return path
 
 
+def _windows(real_data: Any, seqs: list) -> np.ndarray:
+    """The clips the run trained on, cut from ``seqs`` (pieces of ``real_data``) as training cuts them."""
+    from .data import seqs_to_windows
+
+    return seqs_to_windows(seqs, n_steps=real_data.n_steps, hop=real_data.window_hop, n_pitches=real_data.n_pitches)
+
+
 def _split_real(real_data: Any, n: int, rng: np.random.Generator) -> tuple:
     """Held-out pieces split in two halves of about equal windows; at most ``n`` windows of each.
 
     Returns the two halves' windows, their piece indices, an info dict and notes.
     """
-    from .data import seqs_to_windows
-
     notes = []
     pieces, names, split = real_data.heldout_seqs, real_data.heldout_names, "heldout"
     if not pieces:
@@ -1190,11 +1195,7 @@ def _split_real(real_data: Any, n: int, rng: np.random.Generator) -> tuple:
         notes.append("the data set has no held-out pieces (holdout_fraction is 0 or the set is tiny): the real "
                      "clips are training pieces, so the real row's copy rate is 1 and the agent may have seen them")
 
-    def windows(seqs: list) -> np.ndarray:
-        return seqs_to_windows(seqs, n_steps=real_data.n_steps, hop=real_data.window_hop,
-                               n_pitches=real_data.n_pitches)
-
-    per_piece = [windows([p]) for p in pieces]
+    per_piece = [_windows(real_data, [p]) for p in pieces]
     if len(pieces) >= 2:
         halves: tuple[list, list] = ([], [])
         counts = [0, 0]
@@ -1291,7 +1292,7 @@ def load_eval_sets(
     """
     from .checkpoint import latest_checkpoint
     from .config import load_config
-    from .data import load_folder, resolve_data_dir, seqs_to_windows
+    from .data import load_folder, resolve_data_dir
     from .runs import run_paths
     from .train import load_policy
 
@@ -1333,8 +1334,7 @@ def load_eval_sets(
 
     d_train: dict[str, np.ndarray] = {}
     if n_d_train:
-        windows = seqs_to_windows(real_data.train_seqs, n_steps=cfg.n_steps, hop=real_data.window_hop,
-                                  n_pitches=cfg.n_pitches)
+        windows = _windows(real_data, real_data.train_seqs)
         keep = np.random.default_rng([seed, 3]).permutation(len(windows))[:n_d_train]
         d_train["real"] = windows[np.sort(keep)]
         d_train["random"] = rand_progression_seqs(n_d_train, cfg, seed=np.random.default_rng([seed, 4]))
