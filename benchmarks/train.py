@@ -6,7 +6,9 @@ iterations, in a temporary run folder, and reports over the measured
 iterations only (after the warm-up, so compilation is excluded):
 
 * the split of each iteration's time between sampling, synth + mel, D
-  scoring (rewards), D update, policy update and logging. Each phase ends
+  scoring (rewards), D update, policy update and logging (on one device
+  D's first update scores the clips as it goes: that time is the D
+  update's, and the scoring phase is the rewards' arithmetic). Each phase ends
   with its results as NumPy arrays or Python floats, so its timer covers the
   finished computation, not a queued one;
 * the peak resident memory of the process (``resource.getrusage``);

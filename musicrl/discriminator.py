@@ -391,6 +391,10 @@ class ReplayBuffer:
         The first ``round(share * batch)`` clips (fewer while the buffer fills)
         are swapped for older ones; the batch keeps its size.
         """
+        return self.mix_counted(gen_batch, share)[0]
+
+    def mix_counted(self, gen_batch: Any, share: float) -> tuple[np.ndarray, int]:
+        """:meth:`mix`, also returning how many leading clips were swapped."""
         if not 0 <= share < 1:
             raise MusicRLError(f"replay share must be in [0, 1), got {share!r}")
         arr = np.asarray(gen_batch)
@@ -398,7 +402,7 @@ class ReplayBuffer:
         old = self.sample(n_old)
         out = np.concatenate([old.astype(arr.dtype, copy=False), arr[n_old:]]) if n_old else arr.copy()
         self.add(arr)
-        return out
+        return out, n_old
 
     def get_state(self) -> dict[str, np.ndarray]:
         """The buffer as a dict of arrays (``np.savez(path, **state)`` stores it)."""
@@ -468,6 +472,7 @@ class DiscriminatorTrainer:
         jit = cfg.d_jit_compile if jit_compile is None else bool(jit_compile)
         self.jit_compile = jit
         self._train_fn = tf.function(self._train_graph, jit_compile=jit, reduce_retracing=True)
+        self._train_score_fn = tf.function(self._train_score_graph, jit_compile=jit, reduce_retracing=True)
         predict_jit = cfg.d_predict_jit_compile if predict_jit_compile is None else bool(predict_jit_compile)
         self._predict_fn = tf.function(self._predict_graph, jit_compile=predict_jit, reduce_retracing=True)
 
@@ -481,6 +486,18 @@ class DiscriminatorTrainer:
     def _score(self, logits):
         # the scalar whose input gradient is penalized: the mean trained logit per clip
         return tf.reduce_sum(tf.reduce_mean(self._loss_steps(logits), axis=1))
+
+    def _train_score_graph(self, real_x, gen_x, mix_eps, swapped_x=None):
+        if swapped_x is None:  # nothing swapped (an empty batch would not pass the convolutions)
+            out = self._train_graph(real_x, gen_x, mix_eps)
+            out["gen_logits"] = out.pop("logits_gen")
+            return out
+        # read before the update: the scores are the ones of the D that the update starts from
+        logits_swapped = self.model(swapped_x, training=False)
+        out = self._train_graph(real_x, gen_x, mix_eps)
+        n_swapped = tf.shape(swapped_x)[0]
+        out["gen_logits"] = tf.concat([logits_swapped, out.pop("logits_gen")[n_swapped:]], axis=0)
+        return out
 
     def _train_graph(self, real_x, gen_x, mix_eps):
         cfg = self.cfg
@@ -533,6 +550,7 @@ class DiscriminatorTrainer:
             "gp": gp,
             "acc_real": acc_real,
             "acc_gen": acc_gen,
+            "logits_gen": logits_gen,
         }
 
     # public ----------------------------------------------------------------
@@ -560,13 +578,57 @@ class DiscriminatorTrainer:
             penalty, 0 when off), ``acc_real`` / ``acc_gen`` (share of clips
             whose last-step logit is on the right side of 0).
         """
+        real_x, _, mixed_x, _, mix_eps = self._batches(real_x, gen_x)
+        out = self._train_fn(tf.constant(real_x), tf.constant(mixed_x), tf.constant(mix_eps))
+        return {k: float(v) for k, v in out.items() if k != "logits_gen"}
+
+    def _batches(self, real_x, gen_x):
+        # checked inputs, the generated batch after replay, how many clips replay swapped, WGAN-GP mixes
         real_x = check_d_inputs(real_x, self.cfg, name="real_x")
         gen_x = check_d_inputs(gen_x, self.cfg, name="gen_x")
-        if self.buffer is not None:
-            gen_x = self.buffer.mix(gen_x, self.cfg.d_replay_share)
-        mix_eps = self.rng.uniform(size=max(len(real_x), len(gen_x))).astype(np.float32)
-        out = self._train_fn(tf.constant(real_x), tf.constant(gen_x), tf.constant(mix_eps))
-        return {k: float(v) for k, v in out.items()}
+        mixed_x, n_swapped = (
+            (gen_x, 0) if self.buffer is None else self.buffer.mix_counted(gen_x, self.cfg.d_replay_share)
+        )
+        mix_eps = self.rng.uniform(size=max(len(real_x), len(mixed_x))).astype(np.float32)
+        return real_x, gen_x, mixed_x, n_swapped, mix_eps
+
+    @property
+    def scores_in_update(self) -> bool:
+        """Whether :meth:`train_and_score` gets its scores from the update's own forward pass.
+
+        True unless a layer behaves differently in training (spectral
+        normalisation's power iteration) or looks across the batch (minibatch
+        statistics); then the scores are a separate inference pass.
+        """
+        return not (self.cfg.d_minibatch_std or self.cfg.d_spectral_norm)
+
+    def train_and_score(self, real_x: Any, gen_x: Any) -> tuple[dict[str, float], np.ndarray]:
+        """:meth:`train_step`, also returning :meth:`step_logits` of ``gen_x`` from before the update.
+
+        The policy's rewards need D's scores of the fresh clips, and D's update
+        computes most of them anyway: the clips the replay buffer swapped out
+        are scored apart, the rest are read off the update's forward pass.
+
+        Parameters
+        ----------
+        real_x, gen_x : array-like, shape=(batch, *d_input_shape(cfg))
+            As in :meth:`train_step`.
+
+        Returns
+        -------
+        metrics : dict of float
+            As :meth:`train_step`'s.
+        gen_logits : np.ndarray, shape=(batch, n_steps), dtype=float32
+            D's per-step logits of ``gen_x`` before the update, in its order.
+        """
+        if not self.scores_in_update:
+            gen_logits = self.step_logits(gen_x)
+            return self.train_step(real_x, gen_x), gen_logits
+        real_x, gen_x, mixed_x, n_swapped, mix_eps = self._batches(real_x, gen_x)
+        out = self._train_score_fn(tf.constant(real_x), tf.constant(mixed_x), tf.constant(mix_eps),
+                                   tf.constant(gen_x[:n_swapped]) if n_swapped else None)
+        gen_logits = out.pop("gen_logits").numpy()
+        return {k: float(v) for k, v in out.items()}, gen_logits
 
     def step_logits(self, x: Any) -> np.ndarray:
         """D's per-step logits ``(batch, n_steps)`` float32 for inputs ``x`` (inference mode)."""

@@ -276,6 +276,42 @@ def test_jit_compiled_step_matches_graph_step(rng):
     np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-5)
 
 
+@pytest.mark.parametrize("arch, minibatch_std", [("cnn", False), ("lstm", False), ("seq", False), ("cnn", True)])
+@pytest.mark.parametrize("replay_share", [0.0, 0.5])
+def test_train_and_score_is_scoring_then_training(rng, arch, minibatch_std, replay_share):
+    cfg = Config(n_steps=4, d_arch=arch, d_channels=8, d_lstm_units=8, d_minibatch_std=minibatch_std,
+                 d_replay_share=replay_share, d_replay_capacity=16)
+
+    def make(n):
+        if arch == "seq":
+            return (rng.random((n, *d_input_shape(cfg))) < 0.1).astype(np.float32)
+        return rng.uniform(-cfg.top_db, 0, (n, *d_input_shape(cfg))).astype(np.float32)
+
+    model = build_discriminator(cfg)
+    weights = model.get_weights()
+    separate = DiscriminatorTrainer(cfg, model, seed=3)
+    other_model = build_discriminator(cfg)
+    other_model.set_weights(weights)
+    fused = DiscriminatorTrainer(cfg, other_model, seed=3)
+    assert fused.scores_in_update is not minibatch_std
+    # three rounds: the buffer is empty in the first, then swaps 3 of 6 clips
+    for _ in range(3):
+        real_x, gen_x = make(6), make(6)
+        pred_gen = separate.step_logits(gen_x)
+        stats = separate.train_step(real_x, gen_x)
+        fused_stats, fused_pred_gen = fused.train_and_score(real_x, gen_x)
+        assert fused_pred_gen.shape == (6, cfg.n_steps) and fused_pred_gen.dtype == np.float32
+        np.testing.assert_allclose(fused_pred_gen, pred_gen, atol=1e-4)
+        assert fused_stats.keys() == stats.keys()
+        np.testing.assert_allclose([fused_stats[k] for k in stats], [stats[k] for k in stats], rtol=1e-5, atol=1e-6)
+        for a, b in zip(fused.model.get_weights(), separate.model.get_weights()):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    # the logits are of the D before the update: scoring after it differs
+    assert np.abs(fused.step_logits(gen_x) - fused_pred_gen).max() > 1e-4
+    if replay_share:
+        np.testing.assert_array_equal(fused.buffer.items, separate.buffer.items)
+
+
 @pytest.mark.parametrize("arch", ["cnn", "lstm", "seq"])
 def test_xla_scoring_matches_graph_scoring(rng, arch):
     cfg = Config(n_steps=4, d_arch=arch, d_channels=8, d_lstm_units=8, d_replay_share=0.0)
@@ -353,6 +389,9 @@ def test_replay_mix_swaps_a_share_for_older_clips():
     assert (mixed[:, 0] == 0).sum() == 2 and (mixed[:, 0] == 1).sum() == 6
     assert len(buf) == 16
     np.testing.assert_array_equal(buf.mix(second, 0.0), second)
+    mixed, n_swapped = buf.mix_counted(second, 0.25)
+    assert n_swapped == 2 and (mixed[:2, 0] == 0).sum() + (mixed[:2, 0] == 1).sum() == 2
+    np.testing.assert_array_equal(mixed[2:], second[2:])
 
 
 def test_replay_state_round_trip(tmp_path, rng):
