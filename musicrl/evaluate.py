@@ -41,11 +41,18 @@ from .errors import MusicRLError
 from .seeding import as_rng
 from .vectorize import check_seqs
 
+# The fresh discriminators learn with one recipe whatever the run's own D learned with (these are the
+# online D's defaults), so a run that changes D's optimizer is measured with the same instrument.
+FRESH_D_LEARNING_RATE = 5e-4
+FRESH_D_BETA_1 = 0.5
+
 __all__ = [
     "COLUMN_DOCS",
     "COMPARISON_FILE",
     "EVALUATION_FILE",
     "EVAL_SETS",
+    "FRESH_D_BETA_1",
+    "FRESH_D_LEARNING_RATE",
     "HEADLINE_COLUMNS",
     "PIECE_FEATURES",
     "PLOT_FILES",
@@ -650,12 +657,14 @@ def discriminator_two_sample_test(
     real_groups: Any = None,
     gen_groups: Any = None,
     cache: dict | None = None,
+    learning_rate: float = FRESH_D_LEARNING_RATE,
+    beta_1: float = FRESH_D_BETA_1,
 ) -> dict[str, float]:
     """Two-sample test with a freshly built musicrl discriminator as the classifier.
 
     A new ``musicrl.discriminator.build_discriminator(cfg)`` is built, and for
-    each fold trained from its untrained weights (Adam with ``cfg.d_learning_rate`` and
-    ``cfg.d_beta_1``, plain sigmoid cross-entropy of every step's logit
+    each fold trained from its untrained weights (Adam with ``learning_rate`` and
+    ``beta_1``, not the run's D settings, plain sigmoid cross-entropy of every step's logit
     against the clip's label: no label smoothing, replay or penalty) on the
     other folds, and scored by the sign of its last-step logit on the
     held-out fold. It never sees the D that trained the agent.
@@ -682,6 +691,9 @@ def discriminator_two_sample_test(
         once and only its starting weights are rebuilt for each test, which
         saves TensorFlow's graph tracing. The results are the same as
         without it.
+    learning_rate, beta_1 : float
+        Adam's settings for the classifier (default: the same for every run,
+        ``FRESH_D_LEARNING_RATE`` and ``FRESH_D_BETA_1``).
 
     Returns
     -------
@@ -701,7 +713,7 @@ def discriminator_two_sample_test(
     random_state = int(rng.integers(2**31 - 1))
     folds = _folds(x, y, groups, n_splits, random_state)
     scores = []
-    model, restart = _fresh_discriminator(cfg, random_state, cache)
+    model, restart = _fresh_discriminator(cfg, random_state, cache, learning_rate, beta_1)
     for k, (train, test) in enumerate(folds):
         keras.utils.set_random_seed(random_state + k)
         restart()
@@ -716,20 +728,27 @@ def discriminator_two_sample_test(
     }
 
 
-def _fresh_discriminator(cfg: Any, random_state: int, cache: dict | None) -> tuple[Any, Callable[[], None]]:
+def _fresh_discriminator(
+    cfg: Any, random_state: int, cache: dict | None, learning_rate: float, beta_1: float
+) -> tuple[Any, Callable[[], None]]:
     """A new discriminator of ``cfg``, compiled, and a function that puts back its untrained weights
     and optimizer state (one compiled model serves every fold and, with ``cache``, every test)."""
     import keras
 
     from .discriminator import build_discriminator
 
+    for name, value, ok in (("learning_rate", learning_rate, lambda v: v > 0), ("beta_1", beta_1, lambda v: 0 <= v < 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not ok(value):
+            raise MusicRLError(f"{name} must be {'> 0' if name == 'learning_rate' else 'in [0, 1)'}, got {value!r}")
+    learning_rate, beta_1 = float(learning_rate), float(beta_1)
     keras.utils.set_random_seed(random_state)
     model = build_discriminator(cfg, name="two_sample_d")
     fresh_weights = model.get_weights()
-    if cache is not None and cache.get("cfg") == cfg:
+    key = (cfg, learning_rate, beta_1)
+    if cache is not None and cache.get("key") == key:
         model, optimizer, fresh_optimizer = cache["model"], cache["optimizer"], cache["optimizer_state"]
     else:
-        optimizer = keras.optimizers.Adam(cfg.d_learning_rate, beta_1=cfg.d_beta_1)
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1)
         optimizer.build(model.trainable_variables)
         model.compile(
             optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True), jit_compile=False
@@ -737,7 +756,7 @@ def _fresh_discriminator(cfg: Any, random_state: int, cache: dict | None) -> tup
         fresh_optimizer = [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
         if cache is not None:
             cache.clear()
-            cache.update(cfg=cfg, model=model, optimizer=optimizer, optimizer_state=fresh_optimizer)
+            cache.update(key=key, model=model, optimizer=optimizer, optimizer_state=fresh_optimizer)
 
     def restart() -> None:
         model.set_weights(fresh_weights)
@@ -768,6 +787,8 @@ def discriminator_train_test(
     batch_size: int = 32,
     seed: int = 0,
     cache: dict | None = None,
+    learning_rate: float = FRESH_D_LEARNING_RATE,
+    beta_1: float = FRESH_D_BETA_1,
 ) -> dict[str, float]:
     """Two-sample test with a fresh discriminator trained on one pair of samples and scored on another.
 
@@ -797,6 +818,8 @@ def discriminator_train_test(
         Subsampling and Keras' global seed.
     cache : dict, optional
         As in :func:`discriminator_two_sample_test` (the same dict serves both tests).
+    learning_rate, beta_1 : float
+        As in :func:`discriminator_two_sample_test`.
 
     Returns
     -------
@@ -828,7 +851,7 @@ def discriminator_train_test(
     y = np.concatenate([np.ones(n_train, np.int64), np.zeros(n_train, np.int64)])
     x_test = np.concatenate([take("test_real_x", n_test), take("test_gen_x", n_test)])
     random_state = int(rng.integers(2**31 - 1))
-    model, restart = _fresh_discriminator(cfg, random_state, cache)
+    model, restart = _fresh_discriminator(cfg, random_state, cache, learning_rate, beta_1)
     keras.utils.set_random_seed(random_state)
     restart()
     logits = _fit_and_score(model, x, y, x_test, epochs=epochs, batch_size=batch_size)
@@ -1504,6 +1527,7 @@ def evaluate_run(
                           "fresh_d_full": results[s]["d_full_test"]} for s in names},
             "settings": {
                 "d_test": bool(d_test), "d_epochs": d_epochs, "d_splits": d_splits, "d_batch_size": _D_BATCH,
+                "d_learning_rate": FRESH_D_LEARNING_RATE, "d_beta_1": FRESH_D_BETA_1,
                 "d_arch": cfg.d_arch, "d_input": d_input_kind(cfg), "seq_splits": _SEQ_SPLITS,
                 "copy_run_length": results[names[0]]["copy_run_length"], "folds_grouped_by_piece": True,
             },
@@ -1716,6 +1740,8 @@ def _report(evaluation: dict[str, Any], plot_files: list[str]) -> str:
         f"{data.get('real_pieces')} other {split} pieces",
         f"- fresh discriminator: a new `{settings.get('d_arch')}` D on {settings.get('d_input')} inputs per set, "
         f"{settings.get('d_splits')}-fold, {settings.get('d_epochs')} epoch(s), batch {settings.get('d_batch_size')}"
+        + (f", Adam at {settings['d_learning_rate']:g} (beta_1 {settings.get('d_beta_1'):g}) for every run"
+           if "d_learning_rate" in settings else "")
         + ("" if settings.get("d_test", True) else " (not run)"),
         f"- fresh discriminator trained on the training pieces (`fresh_d_full_acc`): the same D trained "
         f"{settings.get('d_epochs')} epoch(s) on windows of the training pieces against another sample of "

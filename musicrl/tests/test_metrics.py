@@ -1,5 +1,6 @@
 """Tests of musicrl.metrics and of the set comparisons in musicrl.evaluate."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -580,7 +581,7 @@ def band_mels(rng):
     """A small-D config and a maker of noise mels with one loud band: (cfg, band_mels(n, band))."""
     from musicrl.config import Config
 
-    cfg = Config(n_steps=2, d_arch="cnn", d_channels=4, d_learning_rate=5e-3)
+    cfg = Config(n_steps=2, d_arch="cnn", d_channels=4)
 
     def make(n, band):
         x = rng.normal(-70.0, 3.0, size=(n, cfg.n_frames, cfg.n_mels))
@@ -594,9 +595,13 @@ def test_discriminator_two_sample_test_on_mels(band_mels):
     cfg, band_mels = band_mels
     real_mels, gen_mels = band_mels(16, 10), band_mels(16, 40)
     res = evaluate.discriminator_two_sample_test(
-        real_mels, gen_mels, cfg, n_splits=2, epochs=6, batch_size=4, seed=0
+        real_mels, gen_mels, cfg, n_splits=2, epochs=6, batch_size=4, seed=0, learning_rate=5e-3
     )
     assert res["accuracy"] >= 0.9 and res["n_per_class"] == 16.0
+    with pytest.raises(MusicRLError, match="learning_rate must be > 0"):
+        evaluate.discriminator_two_sample_test(real_mels, gen_mels, cfg, learning_rate=0.0)
+    with pytest.raises(MusicRLError, match=r"beta_1 must be in \[0, 1\)"):
+        evaluate.discriminator_two_sample_test(real_mels, gen_mels, cfg, beta_1=1.0)
     with pytest.raises(MusicRLError, match="real_x must have shape"):
         evaluate.discriminator_two_sample_test(real_mels[:, :10], gen_mels, cfg)
 
@@ -604,15 +609,22 @@ def test_discriminator_two_sample_test_on_mels(band_mels):
 def test_discriminator_train_test_scores_only_the_clips_it_never_trained_on(band_mels):
     cfg, band_mels = band_mels
     low, high = band_mels(24, 10), band_mels(20, 40)
-    kwargs = dict(epochs=4, batch_size=4, seed=0)
+    kwargs = dict(epochs=4, batch_size=4, seed=0, learning_rate=5e-3)
     # scored on new clips of the two training distributions: always told apart
-    right = evaluate.discriminator_train_test(low, high, band_mels(10, 10), band_mels(12, 40), cfg, **kwargs)
+    test_low, test_high = band_mels(10, 10), band_mels(12, 40)
+    right = evaluate.discriminator_train_test(low, high, test_low, test_high, cfg, **kwargs)
     assert right["accuracy"] >= 0.9
     assert right["n_train_per_class"] == 20.0 and right["n_test_per_class"] == 10.0
     # the test sides swapped: every clip on the wrong side, so the score comes from the test clips alone
     swapped = evaluate.discriminator_train_test(low, high, band_mels(10, 40), band_mels(10, 10), cfg, **kwargs)
     assert swapped["accuracy"] <= 0.1
     assert swapped["accuracy"] == pytest.approx((swapped["accuracy_real"] + swapped["accuracy_gen"]) / 2)
+    # the classifier learns with the given optimizer settings, not with the run's D settings
+    other_cfg = dataclasses.replace(cfg, d_learning_rate=1e-6, d_beta_1=0.9)
+    same = evaluate.discriminator_train_test(low, high, test_low, test_high, other_cfg, **kwargs)
+    assert same == right
+    slow = evaluate.discriminator_train_test(low, high, test_low, test_high, cfg, **{**kwargs, "learning_rate": 1e-6})
+    assert slow["accuracy"] < right["accuracy"]
     with pytest.raises(MusicRLError, match="test_gen_x holds no clips"):
         evaluate.discriminator_train_test(low, high, low, high[:0], cfg)
     with pytest.raises(MusicRLError, match="train_real_x must have shape"):
