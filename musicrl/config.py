@@ -116,7 +116,7 @@ class Config:
     d_jit_compile: bool = False
     """Compile D's train step with XLA (slower than a plain graph on a CPU for these models)."""
     d_predict_jit_compile: bool = True
-    """Compile D's scoring (inference) step with XLA (about a third faster than a plain graph on a CPU)."""
+    """Compile D's scoring (inference) step with XLA (about a third faster than a plain graph on a CPU; on one device training reads its rewards off D's update instead)."""
 
     # --- reward -------------------------------------------------------------
     reward_kind: str = "log_d"

@@ -596,11 +596,20 @@ class DiscriminatorTrainer:
     def scores_in_update(self) -> bool:
         """Whether :meth:`train_and_score` gets its scores from the update's own forward pass.
 
-        True unless a layer behaves differently in training (spectral
-        normalisation's power iteration) or looks across the batch (minibatch
-        statistics); then the scores are a separate inference pass.
+        True unless a layer of D behaves differently in training (spectral
+        normalisation, which also rewrites its kernel; dropout, noise, batch
+        normalisation) or looks across the batch (minibatch statistics); then
+        the scores are a separate inference pass.
         """
-        return not (self.cfg.d_minibatch_std or self.cfg.d_spectral_norm)
+        if self.cfg.d_minibatch_std or self.cfg.d_spectral_norm:
+            return False
+        training_only = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+                         keras.layers.AlphaDropout, keras.layers.BatchNormalization,
+                         keras.layers.SpectralNormalization, MinibatchStd)
+        for layer in self.model.layers:
+            if isinstance(layer, training_only) or getattr(layer, "dropout", 0) or getattr(layer, "recurrent_dropout", 0):
+                return False
+        return True
 
     def train_and_score(self, real_x: Any, gen_x: Any) -> tuple[dict[str, float], np.ndarray]:
         """:meth:`train_step`, also returning :meth:`step_logits` of ``gen_x`` from before the update.

@@ -954,7 +954,8 @@ def _train_run(
 
                     # 3. score: D's per-step logits -> rewards -> returns -> advantages
                     # (under a strategy: of every worker's episodes, so all compute the same advantages).
-                    # On one device D's first update scores the batch as it goes: the same logits, one pass fewer.
+                    # On one device D's first update scores the batch as it goes: the same logits, and only the
+                    # clips replay swapped out of its batch need a pass of their own.
                     fused = dist is None and state.d.scores_in_update
                     t_fused = 0.0  # counted as D update time
                     if fused:

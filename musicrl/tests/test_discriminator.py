@@ -276,11 +276,15 @@ def test_jit_compiled_step_matches_graph_step(rng):
     np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-5)
 
 
-@pytest.mark.parametrize("arch, minibatch_std", [("cnn", False), ("lstm", False), ("seq", False), ("cnn", True)])
+@pytest.mark.parametrize("arch, settings", [
+    ("cnn", {}), ("lstm", {}), ("seq", {}),
+    ("cnn", {"d_gp_weight": 1.0, "d_loss_steps": "last"}), ("seq", {"d_gp_weight": 1.0, "d_gp_kind": "wgan_gp"}),
+    ("cnn", {"d_minibatch_std": True}), ("cnn", {"d_spectral_norm": True}), ("seq", {"d_jit_compile": True}),
+])
 @pytest.mark.parametrize("replay_share", [0.0, 0.5])
-def test_train_and_score_is_scoring_then_training(rng, arch, minibatch_std, replay_share):
-    cfg = Config(n_steps=4, d_arch=arch, d_channels=8, d_lstm_units=8, d_minibatch_std=minibatch_std,
-                 d_replay_share=replay_share, d_replay_capacity=16)
+def test_train_and_score_is_scoring_then_training(rng, arch, settings, replay_share):
+    cfg = Config(n_steps=4, d_arch=arch, d_channels=8, d_lstm_units=8, d_replay_share=replay_share,
+                 d_replay_capacity=16, **settings)
 
     def make(n):
         if arch == "seq":
@@ -293,7 +297,7 @@ def test_train_and_score_is_scoring_then_training(rng, arch, minibatch_std, repl
     other_model = build_discriminator(cfg)
     other_model.set_weights(weights)
     fused = DiscriminatorTrainer(cfg, other_model, seed=3)
-    assert fused.scores_in_update is not minibatch_std
+    assert fused.scores_in_update is not (cfg.d_minibatch_std or cfg.d_spectral_norm)
     # three rounds: the buffer is empty in the first, then swaps 3 of 6 clips
     for _ in range(3):
         real_x, gen_x = make(6), make(6)
@@ -310,6 +314,15 @@ def test_train_and_score_is_scoring_then_training(rng, arch, minibatch_std, repl
     assert np.abs(fused.step_logits(gen_x) - fused_pred_gen).max() > 1e-4
     if replay_share:
         np.testing.assert_array_equal(fused.buffer.items, separate.buffer.items)
+
+
+def test_a_model_with_dropout_is_scored_apart():
+    cfg = Config(n_steps=4, d_arch="seq", d_channels=8)
+    x = keras.Input(shape=d_input_shape(cfg))
+    h = keras.layers.Dropout(0.5)(keras.layers.Dense(4)(x))
+    model = keras.Model(x, keras.layers.Reshape((cfg.n_steps,))(keras.layers.Dense(1)(h)))
+    assert not DiscriminatorTrainer(cfg, model).scores_in_update
+    assert DiscriminatorTrainer(cfg).scores_in_update
 
 
 @pytest.mark.parametrize("arch", ["cnn", "lstm", "seq"])
