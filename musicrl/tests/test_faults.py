@@ -351,19 +351,20 @@ def _train_argv(midi_dir, out, name, *extra):
 
 def test_nan_in_d_weights_stops_the_run_at_that_iteration(midi_dir, tmp_path, monkeypatch, capsys):
     ckpts = run_paths(tmp_path / "nan").checkpoints
-    real_step = DiscriminatorTrainer.train_step
+    # on one device the loop updates D (and reads its rewards) through train_and_score
+    real_step = DiscriminatorTrainer.train_and_score
     seen = {}
 
     def poisoned_step(self, real_x, gen_x):
-        stats = real_step(self, real_x, gen_x)
+        out = real_step(self, real_x, gen_x)
         seen["calls"] = seen.get("calls", 0) + 1
         if seen["calls"] == 2:  # iteration 2: its loss is fine, the update leaves a NaN in D
             seen["hash"] = _tree_hash(ckpts / checkpoint_name(1))
             kernel = self.model.trainable_variables[0]
             kernel.assign(np.where(np.arange(kernel.shape[-1]) == 0, np.nan, kernel.numpy()).astype(np.float32))
-        return stats
+        return out
 
-    monkeypatch.setattr(DiscriminatorTrainer, "train_step", poisoned_step)
+    monkeypatch.setattr(DiscriminatorTrainer, "train_and_score", poisoned_step)
     code = main(_train_argv(midi_dir, tmp_path, "nan"))
     out, err = capsys.readouterr()
     assert code == 1, err
