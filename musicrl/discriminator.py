@@ -433,6 +433,19 @@ class ReplayBuffer:
 # --------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------
+def _scores_in_update(cfg, model: keras.Model) -> bool:
+    # whether D's training forward pass gives the scores an inference pass would
+    if cfg.d_minibatch_std or cfg.d_spectral_norm:
+        return False
+    training_only = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+                     keras.layers.AlphaDropout, keras.layers.BatchNormalization,
+                     keras.layers.SpectralNormalization, MinibatchStd)
+    return not any(
+        isinstance(layer, training_only) or getattr(layer, "dropout", 0) or getattr(layer, "recurrent_dropout", 0)
+        for layer in model.layers
+    )
+
+
 class DiscriminatorTrainer:
     """Trains D on real vs generated inputs (keras-io GAN style, one compiled step).
 
@@ -455,6 +468,8 @@ class DiscriminatorTrainer:
     optimizer : keras.optimizers.Adam
     buffer : ReplayBuffer or None
         None when ``cfg.d_replay_share == 0``.
+    scores_in_update : bool
+        Whether :meth:`train_and_score` reads its scores off the update's forward pass.
     """
 
     def __init__(self, cfg, model: keras.Model | None = None, *, seed=None, jit_compile: bool | None = None,
@@ -475,6 +490,7 @@ class DiscriminatorTrainer:
         self._train_score_fn = tf.function(self._train_score_graph, jit_compile=jit, reduce_retracing=True)
         predict_jit = cfg.d_predict_jit_compile if predict_jit_compile is None else bool(predict_jit_compile)
         self._predict_fn = tf.function(self._predict_graph, jit_compile=predict_jit, reduce_retracing=True)
+        self.scores_in_update = _scores_in_update(cfg, self.model)
 
     # compiled bodies -----------------------------------------------------
     def _predict_graph(self, x):
@@ -592,31 +608,17 @@ class DiscriminatorTrainer:
         mix_eps = self.rng.uniform(size=max(len(real_x), len(mixed_x))).astype(np.float32)
         return real_x, gen_x, mixed_x, n_swapped, mix_eps
 
-    @property
-    def scores_in_update(self) -> bool:
-        """Whether :meth:`train_and_score` gets its scores from the update's own forward pass.
-
-        True unless a layer of D behaves differently in training (spectral
-        normalisation, which also rewrites its kernel; dropout, noise, batch
-        normalisation) or looks across the batch (minibatch statistics); then
-        the scores are a separate inference pass.
-        """
-        if self.cfg.d_minibatch_std or self.cfg.d_spectral_norm:
-            return False
-        training_only = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
-                         keras.layers.AlphaDropout, keras.layers.BatchNormalization,
-                         keras.layers.SpectralNormalization, MinibatchStd)
-        for layer in self.model.layers:
-            if isinstance(layer, training_only) or getattr(layer, "dropout", 0) or getattr(layer, "recurrent_dropout", 0):
-                return False
-        return True
-
     def train_and_score(self, real_x: Any, gen_x: Any) -> tuple[dict[str, float], np.ndarray]:
         """:meth:`train_step`, also returning :meth:`step_logits` of ``gen_x`` from before the update.
 
         The policy's rewards need D's scores of the fresh clips, and D's update
         computes most of them anyway: the clips the replay buffer swapped out
         are scored apart, the rest are read off the update's forward pass.
+        Where that would change the scores (``scores_in_update`` is False:
+        a layer of D behaves differently in training, such as spectral
+        normalisation, which also rewrites its kernel, dropout, noise or batch
+        normalisation, or looks across the batch, as minibatch statistics do),
+        the clips are scored in a separate inference pass first.
 
         Parameters
         ----------

@@ -956,13 +956,13 @@ def _train_run(
                     # (under a strategy: of every worker's episodes, so all compute the same advantages).
                     # On one device D's first update scores the batch as it goes: the same logits, and only the
                     # clips replay swapped out of its batch need a pass of their own.
-                    fused = dist is None and state.d.scores_in_update
+                    fused = dist is None
                     t_fused = 0.0  # counted as D update time
                     if fused:
                         d_stats, pred_gen = state.d.train_and_score(real_xs[0], gen_x)
                         t_fused = time.perf_counter() - t2
                     else:
-                        pred_gen = state.d.step_logits(gen_x) if dist is None else dist.score(state.d.model, gen_x)
+                        pred_gen = dist.score(state.d.model, gen_x)
                     _check_finite(where, {"D logits (rewards)": pred_gen})
                     if fused:
                         _check_finite(where, {"D loss": d_stats["loss"]})
