@@ -504,15 +504,14 @@ class DiscriminatorTrainer:
         return tf.reduce_sum(tf.reduce_mean(self._loss_steps(logits), axis=1))
 
     def _train_score_graph(self, real_x, gen_x, mix_eps, swapped_x=None):
-        if swapped_x is None:  # nothing swapped (an empty batch would not pass the convolutions)
-            out = self._train_graph(real_x, gen_x, mix_eps)
-            out["gen_logits"] = out.pop("logits_gen")
-            return out
-        # read before the update: the scores are the ones of the D that the update starts from
-        logits_swapped = self.model(swapped_x, training=False)
+        # swapped_x is None when replay swapped nothing (an empty batch would not pass the convolutions);
+        # it is read before the update: the scores are the ones of the D that the update starts from
+        logits_swapped = None if swapped_x is None else self.model(swapped_x, training=False)
         out = self._train_graph(real_x, gen_x, mix_eps)
-        n_swapped = tf.shape(swapped_x)[0]
-        out["gen_logits"] = tf.concat([logits_swapped, out.pop("logits_gen")[n_swapped:]], axis=0)
+        gen_logits = out.pop("logits_gen")
+        if logits_swapped is not None:
+            gen_logits = tf.concat([logits_swapped, gen_logits[tf.shape(swapped_x)[0]:]], axis=0)
+        out["gen_logits"] = gen_logits
         return out
 
     def _train_graph(self, real_x, gen_x, mix_eps):

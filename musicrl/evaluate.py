@@ -737,9 +737,11 @@ def _fresh_discriminator(
 
     from .discriminator import build_discriminator
 
-    for name, value, ok in (("learning_rate", learning_rate, lambda v: v > 0), ("beta_1", beta_1, lambda v: 0 <= v < 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not ok(value):
-            raise MusicRLError(f"{name} must be {'> 0' if name == 'learning_rate' else 'in [0, 1)'}, got {value!r}")
+    numbers = (int, float, np.floating)
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers) or not learning_rate > 0:
+        raise MusicRLError(f"learning_rate must be > 0, got {learning_rate!r}")
+    if isinstance(beta_1, bool) or not isinstance(beta_1, numbers) or not 0 <= beta_1 < 1:
+        raise MusicRLError(f"beta_1 must be in [0, 1), got {beta_1!r}")
     learning_rate, beta_1 = float(learning_rate), float(beta_1)
     keras.utils.set_random_seed(random_state)
     model = build_discriminator(cfg, name="two_sample_d")
