@@ -109,6 +109,8 @@ class Config:
     """Weight of the gradient penalty in D's loss (0 turns it off)."""
     d_spectral_norm: bool = False
     """Wrap D's conv and dense layers in spectral normalisation."""
+    d_head_units: int = 0
+    """Units of a hidden LeakyReLU layer between D's features (each time's, with their running mean) and its logit, so it can judge a moment against the piece so far (0: the logit is linear in them)."""
     d_minibatch_std: bool = False
     """Append a minibatch-stddev feature (per time step, across the batch) before D's output layer."""
     d_loudness_norm: str = "none"
@@ -327,7 +329,7 @@ _POSITIVE = (
     "d_channels", "d_lstm_units", "d_learning_rate", "d_replay_capacity",
 )
 _NON_NEGATIVE = ("seed", "attack", "release", "fmin", "transpose")
-_NON_NEGATIVE += ("d_gp_weight", "reward_clip")
+_NON_NEGATIVE += ("d_gp_weight", "reward_clip", "d_head_units")
 _POSITIVE += ("batch_size", "d_steps", "checkpoint_every", "keep_checkpoints", "n_saved_samples",
               "collapse_every")
 _NON_NEGATIVE += ("iterations", "minutes", "real_mel_cache", "pretrain_steps", "pretrain_minutes", "sample_every")

@@ -261,6 +261,9 @@ def _conv(h, filters, kernel, *, strides=1, dilation=1, sn=False, name=None):
 def _head(h, cfg, indices):
     if cfg.d_minibatch_std:
         h = MinibatchStd(name="minibatch_std")(h)
+    if cfg.d_head_units:
+        h = _wrap(keras.layers.Dense(cfg.d_head_units, name="head_hidden"), cfg.d_spectral_norm)(h)
+        h = keras.layers.LeakyReLU(0.2)(h)
     out = _wrap(keras.layers.Dense(1, name="logit"), cfg.d_spectral_norm)(h)
     return StepGather(indices, name="step_logits")(out)
 
@@ -271,8 +274,9 @@ def build_discriminator(cfg, *, name: str | None = None) -> keras.Model:
     Parameters
     ----------
     cfg : Config
-        Uses ``d_arch``, ``d_channels``, ``d_lstm_units``, ``d_spectral_norm``,
-        ``d_minibatch_std``, ``d_loudness_norm``, the grid and the mel settings.
+        Uses ``d_arch``, ``d_channels``, ``d_lstm_units``, ``d_head_units``,
+        ``d_spectral_norm``, ``d_minibatch_std``, ``d_loudness_norm``, the
+        grid and the mel settings.
     name : str, optional
         Model name (default ``'discriminator_<arch>'``).
 
@@ -294,6 +298,10 @@ def build_discriminator(cfg, *, name: str | None = None) -> keras.Model:
       frame; a per-frame Dense logit.
     * 'seq': causal Conv1D layers over chord steps (dilations 1, 2, 4) and a
       running mean; a per-step Dense logit.
+    * Any of them with ``d_head_units`` > 0: a hidden LeakyReLU layer of that
+      many units before the logit. A linear logit over the features and their
+      running mean can only add what D hears now to what it heard so far, not
+      compare the two (a chord out of the key the piece has set).
     """
     kind = d_input_kind(cfg)
     sn = cfg.d_spectral_norm

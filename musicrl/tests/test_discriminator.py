@@ -97,8 +97,10 @@ CAUSAL_CASES = [
     dict(d_arch="cnn"),
     dict(d_arch="cnn", d_loudness_norm="running", d_minibatch_std=True, d_spectral_norm=True),
     dict(d_arch="cnn", d_loudness_norm="frame"),
+    dict(d_arch="cnn", d_head_units=16),
     dict(d_arch="lstm", d_lstm_units=16),
     dict(d_arch="seq"),
+    dict(d_arch="seq", d_head_units=16, d_spectral_norm=True),
 ]
 
 
@@ -280,6 +282,7 @@ def test_jit_compiled_step_matches_graph_step(rng):
     ("cnn", {}), ("lstm", {}), ("seq", {}),
     ("cnn", {"d_gp_weight": 1.0, "d_loss_steps": "last"}), ("seq", {"d_gp_weight": 1.0, "d_gp_kind": "wgan_gp"}),
     ("cnn", {"d_minibatch_std": True}), ("cnn", {"d_spectral_norm": True}), ("seq", {"d_jit_compile": True}),
+    ("cnn", {"d_head_units": 16}),
 ])
 @pytest.mark.parametrize("replay_share", [0.0, 0.5])
 def test_train_and_score_is_scoring_then_training(rng, arch, settings, replay_share):

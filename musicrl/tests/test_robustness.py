@@ -701,6 +701,7 @@ BAD_SETS = [
     ("d_learning_rate=-0.001", "'d_learning_rate' must be > 0"),
     ("d_learning_rate=0", "'d_learning_rate' must be > 0"),
     ("top_db=0", "'top_db' must be > 0"),
+    ("d_head_units=-8", "'d_head_units' must be >= 0"),
     ("n_pitches=6", "'n_pitches' must be at least 12"),
     ("lowest_pitch=100", "'lowest_pitch' and 'n_pitches' must keep pitches within MIDI 0..127"),
     ("holdout_fraction=1", "'holdout_fraction' must be in \\[0, 1\\)"),
