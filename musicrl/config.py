@@ -125,6 +125,8 @@ class Config:
     """Reward potential from D's logit: 'log_d' (log D) or 'logit' (log D - log(1 - D))."""
     reward_dense: bool = False
     """Pay the reward at every step as the change of the potential (False: all at the end)."""
+    reward_prefixes: bool = False
+    """Pay D's judgment of every prefix of the piece (step t earns log D after step t, over n_steps) instead of the whole piece's only; excludes ``reward_dense``."""
     reward_clip: float = 0.0
     """Clip the reward potential to [-this, this] (0: no clipping)."""
     reward_gamma: float = 1.0
@@ -380,6 +382,9 @@ def _check_values(cfg: Config) -> None:
         )
     if not cfg.fmin < cfg.fmax:
         raise MusicRLError(f"config field 'fmin' must be below fmax={cfg.fmax:g}, got {cfg.fmin:g}")
+    if cfg.reward_dense and cfg.reward_prefixes:
+        raise MusicRLError("config fields 'reward_dense' and 'reward_prefixes' cannot both be true: "
+                           "rewards are dense shaping of the end reward or paid for every prefix")
     if cfg.hop_length > cfg.n_fft:
         raise MusicRLError(
             f"config field 'hop_length' must be at most n_fft={cfg.n_fft}, got {cfg.hop_length}"

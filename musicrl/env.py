@@ -82,7 +82,8 @@ class MusicEnv(gym.Env):
     ----------
     cfg : Config
         Grid, synthesis, mel and reward settings (``reward_kind``,
-        ``reward_dense``, ``reward_clip``); an episode has ``cfg.n_steps`` steps.
+        ``reward_dense``, ``reward_prefixes``, ``reward_clip``); an episode
+        has ``cfg.n_steps`` steps.
     discriminator : DiscriminatorTrainer, keras.Model, callable or None
         Anything ``discriminator.predict_step_logits`` accepts: a callable maps
         a float32 batch of D inputs (``d_inputs``) to ``(batch, n_steps)``
@@ -101,10 +102,10 @@ class MusicEnv(gym.Env):
         0); ``'step'``: Discrete ``n_steps + 1``, chords written so far.
 
     Rewards are those of ``reward.logits_to_rewards`` for D's per-step logits:
-    at the end only (zeros before), or dense. ``info`` holds ``'step'`` and,
-    with a discriminator, ``'step_logit'``, ``'prob_real'`` (sigmoid of the
-    logit) and ``'potential'`` of this step, and at the end ``'step_logits'``
-    of the whole episode.
+    at the end only (zeros before), dense, or for every prefix. ``info``
+    holds ``'step'`` and, with a discriminator, ``'step_logit'``,
+    ``'prob_real'`` (sigmoid of the logit) and ``'potential'`` of this step,
+    and at the end ``'step_logits'`` of the whole episode.
     """
 
     metadata = {"render_modes": []}
@@ -214,10 +215,8 @@ class MusicEnv(gym.Env):
             self._logits.append(float(logits[0, t]))
             so_far = np.asarray([self._logits], dtype=np.float32)
             kw = self._reward_kwargs
-            if kw["dense"]:
-                reward = float(logits_to_rewards(so_far, **kw)[0, -1])
-            elif terminated:
-                reward = float(logits_to_rewards(so_far, **kw)[0, -1])
+            if kw["dense"] or kw["prefixes"] or terminated:
+                reward = float(logits_to_rewards(so_far, **kw, episode_steps=self.cfg.n_steps)[0, -1])
             info["step_logit"] = self._logits[-1]
             info["prob_real"] = float(0.5 * (1.0 + np.tanh(0.5 * self._logits[-1])))
             info["potential"] = float(logits_to_potentials(so_far[:, -1:], kind=kw["kind"], clip=kw["clip"])[0, 0])

@@ -14,7 +14,12 @@ The optional clipping bounds the potential to ``[-clip, clip]``. The potential
 * at the END of the episode (the default, as in SPIRAL): ``r_t = 0`` for
   ``t < n_steps - 1`` and ``r_(n_steps-1) = phi_(n_steps-1)``;
 * DENSE: ``r_t = phi_t - phi_(t-1)`` with ``phi_(-1) := 0``, potential-based
-  shaping whose undiscounted return ``sum_t r_t`` equals the end reward.
+  shaping whose undiscounted return ``sum_t r_t`` equals the end reward;
+* for EVERY PREFIX: ``r_t = phi_t / n_steps``, so the undiscounted return is
+  the mean of D's judgments of the piece after each of its steps. This is a
+  different objective, not shaping: the piece must sound real all along, and
+  a last chord only counts for one judgment in ``n_steps``, where at the end
+  it can buy the whole reward by pleasing D's last read.
 
 Every function takes NumPy arrays (and returns NumPy float32) or TensorFlow
 tensors (and returns float32 tensors, usable inside ``tf.function``); the
@@ -116,7 +121,13 @@ def logits_to_potentials(step_logits: Any, *, kind: str = "log_d", clip: float |
 
 
 def logits_to_rewards(
-    step_logits: Any, *, kind: str = "log_d", dense: bool = False, clip: float | None = None
+    step_logits: Any,
+    *,
+    kind: str = "log_d",
+    dense: bool = False,
+    prefixes: bool = False,
+    clip: float | None = None,
+    episode_steps: int | None = None,
 ) -> Any:
     """D's per-step logits -> the reward of every step of the episode.
 
@@ -130,15 +141,40 @@ def logits_to_rewards(
         False: zeros, then the final potential on the last step. True: step
         ``t`` earns ``phi_t - phi_(t-1)`` with ``phi_(-1) = 0``; the rewards of
         an episode then sum to its end reward.
+    prefixes : bool
+        Step ``t`` earns ``phi_t / episode_steps``: every prefix is paid, and
+        an episode's rewards sum to the mean potential. Excludes ``dense``.
     clip : float or None
         Bound on the potential (applied before differencing, so the dense sum
         still equals the clipped end reward); None or 0 for none.
+    episode_steps : int, optional
+        Steps of the whole episode, for ``prefixes`` when ``step_logits`` holds
+        only its first steps (an environment mid-episode); default
+        ``step_logits.shape[1]``.
 
     Returns
     -------
     rewards : np.ndarray or tf.Tensor, shape=(batch, n_steps), dtype=float32
     """
+    if dense and prefixes:
+        raise MusicRLError("rewards can be dense or paid for every prefix, not both")
     phi = logits_to_potentials(step_logits, kind=kind, clip=clip)
+    if prefixes:
+        if episode_steps is None:
+            n = phi.shape[1]
+            if n is None:  # a tensor of unknown width
+                import tensorflow as tf
+
+                n = tf.cast(tf.shape(phi)[1], phi.dtype)
+        elif isinstance(episode_steps, bool) or not isinstance(episode_steps, (int, np.integer)) or (
+            phi.shape[1] is not None and episode_steps < phi.shape[1]
+        ):
+            raise MusicRLError(
+                f"episode_steps must be an int >= the {phi.shape[1]} steps of step_logits, got {episode_steps!r}"
+            )
+        else:
+            n = episode_steps
+        return phi / (np.float32(n) if isinstance(n, (int, np.integer)) else n)
     if _is_tensor(phi):
         import tensorflow as tf
 
@@ -158,7 +194,8 @@ def logits_to_rewards(
 
 def reward_kwargs(cfg) -> dict[str, Any]:
     """Keyword arguments of :func:`logits_to_rewards` for a :class:`~musicrl.config.Config`."""
-    return {"kind": cfg.reward_kind, "dense": cfg.reward_dense, "clip": cfg.reward_clip or None}
+    return {"kind": cfg.reward_kind, "dense": cfg.reward_dense, "prefixes": cfg.reward_prefixes,
+            "clip": cfg.reward_clip or None}
 
 
 def _check_gamma(gamma: float) -> float:

@@ -50,21 +50,25 @@ def test_check_env_passes(cfg, arch):
 
 
 @pytest.mark.parametrize("arch", ["cnn", "lstm", "seq"])
-@pytest.mark.parametrize("dense", [False, True])
-def test_env_rewards_equal_batched_rewards(rng, cfg, arch, dense):
-    cfg = dataclasses.replace(cfg, d_arch=arch, reward_dense=dense, reward_clip=3.0, d_lstm_units=16)
+@pytest.mark.parametrize("when", ["end", "dense", "prefixes"])
+def test_env_rewards_equal_batched_rewards(rng, cfg, arch, when):
+    dense, prefixes = when == "dense", when == "prefixes"
+    cfg = dataclasses.replace(cfg, d_arch=arch, reward_dense=dense, reward_prefixes=prefixes, reward_clip=3.0,
+                              d_lstm_units=16)
     trainer = DiscriminatorTrainer(cfg)
     seqs = _seqs(rng, cfg, 2)
     want_logits = rollout_step_logits(seqs, trainer, cfg)
     want = rollout_rewards(seqs, trainer, cfg)
-    np.testing.assert_allclose(want, logits_to_rewards(want_logits, kind="log_d", dense=dense, clip=3.0))
+    np.testing.assert_allclose(
+        want, logits_to_rewards(want_logits, kind="log_d", dense=dense, prefixes=prefixes, clip=3.0)
+    )
     env = MusicEnv(cfg, trainer)
     for seq, want_row, logit_row in zip(seqs, want, want_logits):
         out = env.play(seq)
         np.testing.assert_allclose(out["step_logits"], logit_row, atol=ATOL)
         np.testing.assert_allclose(out["rewards"], want_row, atol=ATOL)
         np.testing.assert_allclose(out["prob_real"], 1.0 / (1.0 + np.exp(-logit_row)), atol=ATOL)
-        if not dense:
+        if when == "end":
             assert np.all(out["rewards"][:-1] == 0.0)
 
 

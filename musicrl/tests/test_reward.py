@@ -78,6 +78,59 @@ def test_end_and_dense_rewards_vs_loop(rng, kind, clip):
     np.testing.assert_allclose(end_tf.numpy(), end, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["log_d", "logit"])
+@pytest.mark.parametrize("clip", [None, 2.0])
+@pytest.mark.parametrize("n_steps", [1, 8])
+def test_prefix_rewards_pay_every_step_its_potential(rng, kind, clip, n_steps):
+    logits = rng.normal(scale=3.0, size=(4, n_steps)).astype(np.float32)
+    phi = logits_to_potentials(logits, kind=kind, clip=clip)
+    got = logits_to_rewards(logits, kind=kind, prefixes=True, clip=clip)
+    want = np.array([[phi[b, t] / n_steps for t in range(n_steps)] for b in range(4)])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # the return from the first step is the mean judgment over the prefixes
+    np.testing.assert_allclose(discounted_returns(got)[:, 0], phi.mean(axis=1), atol=1e-5)
+    got_tf = logits_to_rewards(tf.constant(logits), kind=kind, prefixes=True, clip=clip)
+    np.testing.assert_allclose(got_tf.numpy(), got, atol=1e-6)
+    # mid-episode, the first steps are paid what the whole episode pays them
+    head = logits_to_rewards(logits[:, :1], kind=kind, prefixes=True, clip=clip, episode_steps=n_steps)
+    np.testing.assert_allclose(head, got[:, :1], atol=1e-6)
+
+
+def test_prefix_rewards_weigh_a_last_chord_less_than_end_rewards():
+    # a piece judged real all along but fake after its last chord, and the reverse
+    fake_at_end = np.array([[4.0, 4.0, 4.0, -4.0]], dtype=np.float32)
+    real_at_end = np.array([[-4.0, -4.0, -4.0, 4.0]], dtype=np.float32)
+    end = [logits_to_rewards(x).sum() for x in (fake_at_end, real_at_end)]
+    every = [logits_to_rewards(x, prefixes=True).sum() for x in (fake_at_end, real_at_end)]
+    assert end[0] < end[1] and every[0] > every[1]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(dense=True, prefixes=True), "dense or paid for every prefix"),
+    (dict(prefixes=True, episode_steps=2), "episode_steps must be an int >= the 3 steps"),
+    (dict(prefixes=True, episode_steps=3.0), "episode_steps must be an int"),
+])
+def test_prefix_reward_settings_are_checked(bad, message):
+    with pytest.raises(MusicRLError, match=message):
+        logits_to_rewards(np.zeros((2, 3), np.float32), **bad)
+
+
+def test_prefix_rewards_of_a_config(rng):
+    cfg = Config(reward_prefixes=True, reward_clip=3.0)
+    logits = rng.normal(scale=4.0, size=(2, 5)).astype(np.float32)
+    np.testing.assert_allclose(logits_to_rewards(logits, **reward_kwargs(cfg)),
+                               np.clip(-np.logaddexp(0, -logits), -3, 3) / 5, atol=1e-6)
+    with pytest.raises(MusicRLError, match="'reward_dense' and 'reward_prefixes' cannot both be true"):
+        Config(reward_dense=True, reward_prefixes=True)
+
+
+def test_prefix_rewards_inside_tf_function_of_unknown_width(rng):
+    logits = rng.normal(size=(3, 6)).astype(np.float32)
+    f = tf.function(lambda x: logits_to_rewards(x, prefixes=True),
+                    input_signature=[tf.TensorSpec((None, None), tf.float32)])
+    np.testing.assert_allclose(f(tf.constant(logits)).numpy(), logits_to_rewards(logits, prefixes=True), atol=1e-6)
+
+
 def test_clipping_bounds_log_d():
     logits = np.array([[-50.0, -1.0, 3.0]])
     phi = logits_to_potentials(logits, kind="log_d", clip=5.0)
@@ -167,7 +220,7 @@ def test_running_mean_std_vs_numpy_and_state(rng):
 
 def test_reward_kwargs_from_config():
     cfg = Config(reward_kind="logit", reward_dense=True, reward_clip=3.0)
-    assert reward_kwargs(cfg) == {"kind": "logit", "dense": True, "clip": 3.0}
+    assert reward_kwargs(cfg) == {"kind": "logit", "dense": True, "prefixes": False, "clip": 3.0}
     assert reward_kwargs(Config())["clip"] is None
 
 
