@@ -11,7 +11,7 @@ the runs given.
 
 Usage::
 
-    python experiments/temperature.py --runs runs/sweep10/default/seed* [--temperatures 1 0.9 0.8 0.7]
+    python experiments/temperature.py --runs runs/sweep10/default/seed? [--temperatures 1 0.9 0.8 0.7]
         [--n 256] [--out FILE.md]
 """
 

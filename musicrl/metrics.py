@@ -445,6 +445,7 @@ def in_key_rate(
     key: tuple[int, bool] | None = None,
     minor_scale: str = "natural",
     pooled: bool = False,
+    per_step: bool = False,
 ) -> np.ndarray | float:
     """Share of notes whose pitch class is in the piece's key (RL Tuner's "notes in key").
 
@@ -466,15 +467,22 @@ def in_key_rate(
         or harmonic minor (raised 7th, the leading tone of minor-key cadences).
     pooled : bool
         Ratio over all notes of the set (each piece still in its own key).
+    per_step : bool
+        The share at each step, still against the key of the whole piece:
+        where in a piece its notes leave the key.
 
     Returns
     -------
     rate : np.ndarray, shape=(batch,), or float if ``pooled``
-        NaN for a piece (set) without notes.
+        NaN for a piece (set) without notes. With ``per_step``: shape
+        ``(batch, n_steps)``, or ``(n_steps,)`` if ``pooled`` (over the
+        pieces' notes at that step), NaN where a step has no notes.
     """
     pooled = _check_bool(pooled, "pooled")
+    per_step = _check_bool(per_step, "per_step")
     masks = _scale_masks(minor_scale)
-    counts = _chroma(_on(seqs), lowest_pitch).sum(axis=1)
+    chroma = _chroma(_on(seqs), lowest_pitch)
+    counts = chroma.sum(axis=1)
     if key is None:
         tonic, is_minor, _ = estimate_key(seqs, lowest_pitch=lowest_pitch)
     else:
@@ -487,6 +495,12 @@ def in_key_rate(
         tonic = np.full(counts.shape[0], int(key[0]))
         is_minor = np.full(counts.shape[0], bool(key[1]))
     row = np.where(tonic < 0, 0, tonic) + 12 * is_minor
+    if per_step:
+        num = (chroma * masks[row][:, None, :]).sum(axis=-1)
+        den = chroma.sum(axis=-1)
+        if pooled:
+            num, den = num.sum(axis=0), den.sum(axis=0)
+        return _ratio(num, den, False)
     num = (counts * masks[row]).sum(axis=-1)
     return _ratio(num, counts.sum(axis=-1), pooled)
 

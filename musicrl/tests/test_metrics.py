@@ -218,6 +218,22 @@ def test_in_key_rate():
         metrics.in_key_rate(seqs, minor_scale="dorian")
 
 
+def test_in_key_rate_per_step_is_each_step_against_the_pieces_key(rng):
+    # C major with an F# at step 1, and a rest at step 2
+    seqs = seqs_from_chords([[C_MAJOR, [C, 66], [], C_MAJOR], [C_MAJOR, C_MAJOR, C_MAJOR, [C, 61, G]]])
+    got = metrics.in_key_rate(seqs, key=(0, False), per_step=True)
+    want = np.array([[1, 1 / 2, np.nan, 1], [1, 1, 1, 2 / 3]])
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    np.testing.assert_allclose(metrics.in_key_rate(seqs, key=(0, False), per_step=True, pooled=True),
+                               [1, 4 / 5, 1, 5 / 6], atol=1e-12)
+    # the steps' notes add up to the piece's rate, each piece in its own estimated key
+    pieces = (rng.random((6, 8, 48)) < 0.08).astype(np.float32)
+    per_step = metrics.in_key_rate(pieces, per_step=True)
+    on = pieces.sum(axis=-1)
+    np.testing.assert_allclose(np.nansum(per_step * on, axis=1) / on.sum(axis=1), metrics.in_key_rate(pieces),
+                               atol=1e-12)
+
+
 QUALITY_EXAMPLES = {
     "major": [C, E, G], "minor": [C, 63, G], "diminished": [C, 63, 66], "augmented": [C, E, 68],
     "major7": [C, E, G, B], "dominant7": [C, E, G, 70], "minor7": [C, 63, G, 70],
