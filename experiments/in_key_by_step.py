@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from _report import emit  # noqa: E402  (this folder, beside the script)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,12 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("| agent - pretrained, paired | " + " | ".join(
         cell([float(np.nanmean(a[sl]) - np.nanmean(p[sl])) for a, p in zip(agent, pre)], "+") for _, sl in blocks)
         + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    print(f"({time.perf_counter() - t0:.0f} s)")
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
+    return emit(lines, t0, args.out)
 
 
 if __name__ == "__main__":

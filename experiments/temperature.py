@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from _report import emit  # noqa: E402  (this folder, beside the script)
 
 MEASURES = ("in_key_rate", "consonant_chord_rate", "pitch_class_overlap", "distinct_chord_ratio",
             "top3_pitch_share", "voice_leading", "seq_clf_acc")
@@ -79,12 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for (policy, temperature), rs in rows.items():
         lines.append(f"| {policy} | {temperature:g} | " + " | ".join(cell([r[m] for r in rs]) for m in MEASURES)
                      + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    print(f"({time.perf_counter() - t0:.0f} s)")
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
+    return emit(lines, t0, args.out)
 
 
 if __name__ == "__main__":
