@@ -160,21 +160,20 @@ def logits_to_rewards(
         raise MusicRLError("rewards can be dense or paid for every prefix, not both")
     phi = logits_to_potentials(step_logits, kind=kind, clip=clip)
     if prefixes:
-        if episode_steps is None:
-            n = phi.shape[1]
-            if n is None:  # a tensor of unknown width
-                import tensorflow as tf
-
-                n = tf.cast(tf.shape(phi)[1], phi.dtype)
-        elif isinstance(episode_steps, bool) or not isinstance(episode_steps, (int, np.integer)) or (
-            phi.shape[1] is not None and episode_steps < phi.shape[1]
+        width = phi.shape[1]
+        if episode_steps is not None and (
+            isinstance(episode_steps, bool) or not isinstance(episode_steps, (int, np.integer))
+            or (width is not None and episode_steps < width)
         ):
             raise MusicRLError(
-                f"episode_steps must be an int >= the {phi.shape[1]} steps of step_logits, got {episode_steps!r}"
+                f"episode_steps must be an int >= the {width} steps of step_logits, got {episode_steps!r}"
             )
-        else:
-            n = episode_steps
-        return phi / (np.float32(n) if isinstance(n, (int, np.integer)) else n)
+        n = episode_steps or width
+        if n is None:  # a tensor of unknown width
+            import tensorflow as tf
+
+            return phi / tf.cast(tf.shape(phi)[1], phi.dtype)
+        return phi / np.float32(n)
     if _is_tensor(phi):
         import tensorflow as tf
 
