@@ -3,10 +3,10 @@
 The in-key share of the evaluation is one number per piece. This splits it by
 step, each step's notes still measured against the key of the whole piece,
 for the held-out chorales, the policy after pretraining alone and the policy
-at the end of each run, all sampled as the evaluation samples them. A critic
-paid only for its judgment of the finished piece may teach the opening and
-spoil the ending, which one number per piece hides. The table is the mean ±
-std over the runs given, in blocks of a quarter of the piece and the last step.
+at the end of each run: the sets of the run's evaluation (``load_eval_sets``).
+Training may mend a piece's opening and spoil its close, which one number per
+piece hides. The table is the mean ± std over the runs given, in blocks of a
+quarter of the piece and the last step.
 
 Usage::
 
@@ -36,32 +36,37 @@ def main(argv: list[str] | None = None) -> int:
 
     from musicrl.evaluate import load_eval_sets
     from musicrl.metrics import in_key_rate
-    from musicrl.train import load_policy
 
     t0 = time.perf_counter()
     rows: dict[str, list[np.ndarray]] = {"real (held out)": [], "pretrained": [], "agent": []}
     n_steps = None
     for run in args.runs:
-        ev = load_eval_sets(run, n=args.n, seed=args.seed)
+        # the evaluation's own sets: the same draws, at the run's sampling temperature
+        ev = load_eval_sets(run, n=args.n, seed=args.seed, n_d_train=0)
+        if "pretrained" not in ev.sets:
+            print(f"{run}: no pretrained checkpoint, left out")
+            continue
+        if n_steps is not None and ev.cfg.n_steps != n_steps:
+            parser.error(f"{run} has {ev.cfg.n_steps} steps per piece, the runs before it {n_steps}")
         n_steps, lp = ev.cfg.n_steps, ev.cfg.lowest_pitch
-        sets = {"real (held out)": ev.sets["real"]}
-        for name, label in (("pretrained", "pretrained"), ("latest", "agent")):
-            # the same random numbers for both policies, as the temperature study draws them
-            draws = np.random.default_rng([args.seed, 2])
-            sets[label] = load_policy(run, name).sample(args.n, draws, n_steps=n_steps).seqs
-        for label, seqs in sets.items():
-            rows[label].append(in_key_rate(seqs, lowest_pitch=lp, per_step=True, pooled=True))
+        for label, name in (("real (held out)", "real"), ("pretrained", "pretrained"), ("agent", "agent")):
+            rows[label].append(in_key_rate(ev.sets[name], lowest_pitch=lp, per_step=True, pooled=True))
+    if n_steps is None:
+        parser.error("none of the runs has a pretrained checkpoint")
+    n_real = len(ev.sets["real"])
 
     quarter = max(1, n_steps // 4)
-    blocks = [(f"steps {a + 1}-{min(a + quarter, n_steps)}", slice(a, a + quarter)) for a in range(0, n_steps, quarter)]
+    blocks = [(f"steps {a + 1}-{min(a + quarter, n_steps)}", slice(a, a + quarter))
+              for a in range(0, n_steps, quarter)]
     blocks.append(("last step", slice(n_steps - 1, n_steps)))
 
     def cell(values: list[float], sign: str = "") -> str:
         return f"{np.mean(values):{sign}.3f} ± {np.std(values):.3f}"
 
     lines = [
-        f"In-key share by position in the piece ({len(args.runs)} runs, n = {args.n} per set, notes pooled "
-        "over the pieces at each step, each piece in its own key; mean ± std over runs)",
+        f"In-key share by position in the piece ({len(rows['agent'])} runs, {args.n} pieces per policy, "
+        f"{n_real} held-out windows; notes pooled over the pieces at each step, each piece in its own key; "
+        "mean ± std over runs)",
         "",
         "| set | " + " | ".join(name for name, _ in blocks) + " |",
         "|---|" + "---:|" * len(blocks),

@@ -110,7 +110,7 @@ class Config:
     d_spectral_norm: bool = False
     """Wrap D's conv and dense layers in spectral normalisation."""
     d_head_units: int = 0
-    """Units of a hidden LeakyReLU layer between D's features (each time's, with their running mean) and its logit, so it can judge a moment against the piece so far (0: the logit is linear in them)."""
+    """Units of a hidden LeakyReLU layer between D's features (each time's, with their running mean for 'cnn' and 'seq') and its logit, so it can judge a moment against the piece so far (0: the logit is linear in them)."""
     d_minibatch_std: bool = False
     """Append a minibatch-stddev feature (per time step, across the batch) before D's output layer."""
     d_loudness_norm: str = "none"
@@ -126,7 +126,7 @@ class Config:
     reward_dense: bool = False
     """Pay the reward at every step as the change of the potential (False: all at the end)."""
     reward_prefixes: bool = False
-    """Pay D's judgment of every prefix of the piece (step t earns log D after step t, over n_steps) instead of the whole piece's only; excludes ``reward_dense``."""
+    """Pay D's judgment of every prefix of the piece (step t earns the potential after step t, over n_steps) instead of the whole piece's only; excludes ``reward_dense``, needs ``d_loss_steps='all'``."""
     reward_clip: float = 0.0
     """Clip the reward potential to [-this, this] (0: no clipping)."""
     reward_gamma: float = 1.0
@@ -385,6 +385,9 @@ def _check_values(cfg: Config) -> None:
     if cfg.reward_dense and cfg.reward_prefixes:
         raise MusicRLError("config fields 'reward_dense' and 'reward_prefixes' cannot both be true: "
                            "rewards are dense shaping of the end reward or paid for every prefix")
+    if cfg.reward_prefixes and cfg.d_loss_steps != "all":
+        raise MusicRLError("config field 'reward_prefixes' needs d_loss_steps='all': a reward for every prefix "
+                           f"reads D's logit of every step, which d_loss_steps={cfg.d_loss_steps!r} leaves untrained")
     if cfg.hop_length > cfg.n_fft:
         raise MusicRLError(
             f"config field 'hop_length' must be at most n_fft={cfg.n_fft}, got {cfg.hop_length}"

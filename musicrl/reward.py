@@ -159,16 +159,15 @@ def logits_to_rewards(
     if dense and prefixes:
         raise MusicRLError("rewards can be dense or paid for every prefix, not both")
     phi = logits_to_potentials(step_logits, kind=kind, clip=clip)
+    width = phi.shape[1]
+    if episode_steps is not None and (
+        isinstance(episode_steps, bool) or not isinstance(episode_steps, (int, np.integer))
+        or episode_steps < (1 if width is None else width)
+    ):
+        least = "1" if width is None else f"the {width} steps of step_logits"
+        raise MusicRLError(f"episode_steps must be an int >= {least}, got {episode_steps!r}")
     if prefixes:
-        width = phi.shape[1]
-        if episode_steps is not None and (
-            isinstance(episode_steps, bool) or not isinstance(episode_steps, (int, np.integer))
-            or (width is not None and episode_steps < width)
-        ):
-            raise MusicRLError(
-                f"episode_steps must be an int >= the {width} steps of step_logits, got {episode_steps!r}"
-            )
-        n = episode_steps or width
+        n = width if episode_steps is None else episode_steps
         if n is None:  # a tensor of unknown width
             import tensorflow as tf
 

@@ -8,7 +8,7 @@ every iteration
 2. turns generated and real seqs into log-mels (the batched fast path,
    ``mel.seq_to_mel``), or leaves them as seqs for the symbolic 'seq' D;
 3. scores the generated clips with D: per-step logits -> rewards (paid at the
-   end, or dense) -> returns (optionally normalized) -> advantages against a
+   end, dense, or for every prefix) -> returns (optionally normalized) -> advantages against a
    moving-average baseline (or the policy's value head);
 4. updates D ``d_steps`` times on real vs generated clips (replay buffer,
    label smoothing and gradient penalty as configured); on one device the
@@ -1030,6 +1030,8 @@ def _train_run(
                 # 6. log
                 state.iteration = iteration
                 state.episodes += cfg.batch_size
+                # an episode's return: D's potential of the finished piece (end or dense rewards), or the
+                # mean over its prefixes (reward_prefixes), so runs compare only under the same setting
                 episode_returns = rewards.sum(axis=1)
                 row = {
                     "iteration": iteration,

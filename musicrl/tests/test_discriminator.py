@@ -90,6 +90,20 @@ def test_output_shapes(rng, arch, n_steps, n_mels):
     assert np.all(np.isfinite(logits))
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("units", [0, 16])
+def test_head_units_put_a_hidden_layer_before_the_logit(arch, units):
+    cfg = Config(n_steps=4, n_mels=32, d_arch=arch, d_channels=8, d_lstm_units=8, d_head_units=units)
+    d = build_discriminator(cfg)
+    logit_in = d.get_layer("logit").kernel.shape[0]
+    if units:
+        hidden = d.get_layer("head_hidden")
+        assert hidden.units == units and logit_in == units
+    else:
+        assert "head_hidden" not in [layer.name for layer in d.layers]
+        assert logit_in > 1
+
+
 # --- causality --------------------------------------------------------------------
 
 

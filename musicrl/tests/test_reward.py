@@ -109,6 +109,8 @@ def test_prefix_rewards_weigh_a_last_chord_less_than_end_rewards():
     (dict(dense=True, prefixes=True), "dense or paid for every prefix"),
     (dict(prefixes=True, episode_steps=2), "episode_steps must be an int >= the 3 steps"),
     (dict(prefixes=True, episode_steps=3.0), "episode_steps must be an int"),
+    (dict(episode_steps="junk"), "episode_steps must be an int"),
+    (dict(prefixes=True, episode_steps=-4), "episode_steps must be an int >= the 3 steps"),
 ])
 def test_prefix_reward_settings_are_checked(bad, message):
     with pytest.raises(MusicRLError, match=message):
@@ -122,13 +124,22 @@ def test_prefix_rewards_of_a_config(rng):
                                np.clip(-np.logaddexp(0, -logits), -3, 3) / 5, atol=1e-6)
     with pytest.raises(MusicRLError, match="'reward_dense' and 'reward_prefixes' cannot both be true"):
         Config(reward_dense=True, reward_prefixes=True)
+    with pytest.raises(MusicRLError, match="'reward_prefixes' needs d_loss_steps='all'"):
+        Config(reward_prefixes=True, d_loss_steps="last")
 
 
 def test_prefix_rewards_inside_tf_function_of_unknown_width(rng):
     logits = rng.normal(size=(3, 6)).astype(np.float32)
-    f = tf.function(lambda x: logits_to_rewards(x, prefixes=True),
-                    input_signature=[tf.TensorSpec((None, None), tf.float32)])
+    spec = [tf.TensorSpec((None, None), tf.float32)]
+    f = tf.function(lambda x: logits_to_rewards(x, prefixes=True), input_signature=spec)
     np.testing.assert_allclose(f(tf.constant(logits)).numpy(), logits_to_rewards(logits, prefixes=True), atol=1e-6)
+    g = tf.function(lambda x: logits_to_rewards(x, prefixes=True, episode_steps=8), input_signature=spec)
+    np.testing.assert_allclose(g(tf.constant(logits)).numpy(), logits_to_rewards(logits, prefixes=True) * 6 / 8,
+                               atol=1e-6)
+    for bad in (0, -8):
+        with pytest.raises(MusicRLError, match="episode_steps must be an int >= 1"):
+            tf.function(lambda x: logits_to_rewards(x, prefixes=True, episode_steps=bad), input_signature=spec,
+                        autograph=False)(tf.constant(logits))
 
 
 def test_clipping_bounds_log_d():
