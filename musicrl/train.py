@@ -8,8 +8,8 @@ every iteration
 2. turns generated and real seqs into log-mels (the batched fast path,
    ``mel.seq_to_mel``), or leaves them as seqs for the symbolic 'seq' D;
 3. scores the generated clips with D: per-step logits -> rewards (paid at the
-   end, dense, or for every prefix) -> returns (optionally normalized) -> advantages against a
-   moving-average baseline (or the policy's value head);
+   end, dense, or for every prefix) -> returns (optionally normalized) ->
+   advantages against a moving-average baseline (or the policy's value head);
 4. updates D ``d_steps`` times on real vs generated clips (replay buffer,
    label smoothing and gradient penalty as configured); on one device the
    first update also gives step 3 its scores, from the D before the update;
