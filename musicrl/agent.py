@@ -533,18 +533,11 @@ class ChordPolicy(keras.Model):
         flat = tf.reshape(logp, tf.concat([tf.shape(logp)[:-2], [self.n_blocks * self.block_size]], 0))
         return flat[..., : self.n_vocab + 1]
 
-    def _forward(self, seqs: tf.Tensor, temperature: tf.Tensor, idx: tf.Tensor | None = None,
-                 exact: bool = False) -> dict:
-        """Teacher-forced pass over (batch, n_steps, n_pitches) seqs.
-
-        ``idx`` (batch, n_steps) are the chords' vocab indices (see
-        :meth:`_lookup`); found in the graph when not given. ``exact`` adds
-        the full token distribution and the exact entropy.
-        """
-        seqs = tf.cast(seqs, tf.float32)
-        n_steps = seqs.shape[1]
-        batch = tf.shape(seqs)[0]
-        prev = tf.concat([tf.zeros_like(seqs[:, :1]), seqs[:, :-1]], axis=1)
+    def _hidden(self, fed: tf.Tensor) -> tf.Tensor:
+        """GRU states (batch, n_steps, hidden_size); step ``t`` reads ``fed[:, t - 1]`` (a start flag at 0)."""
+        n_steps = fed.shape[1]
+        batch = tf.shape(fed)[0]
+        prev = tf.concat([tf.zeros_like(fed[:, :1]), fed[:, :-1]], axis=1)
         start = tf.concat([tf.ones((batch, 1, 1)), tf.zeros((batch, n_steps - 1, 1))], axis=1)
         x = tf.concat([prev, start], axis=-1)
         h = tf.zeros((batch, self.hidden_size))
@@ -552,7 +545,21 @@ class ChordPolicy(keras.Model):
         for t in range(n_steps):
             h, _ = self.cell(x[:, t], h)
             hs.append(h)
-        hs = tf.stack(hs, axis=1)
+        return tf.stack(hs, axis=1)
+
+    def _forward(self, seqs: tf.Tensor, temperature: tf.Tensor, idx: tf.Tensor | None = None,
+                 exact: bool = False, inputs: tf.Tensor | None = None) -> dict:
+        """Teacher-forced pass over (batch, n_steps, n_pitches) seqs.
+
+        ``idx`` (batch, n_steps) are the chords' vocab indices (see
+        :meth:`_lookup`); found in the graph when not given. ``exact`` adds
+        the full token distribution and the exact entropy. ``inputs`` (same
+        shape as seqs) are the chords fed to the GRU, step ``t`` reading
+        ``inputs[:, t - 1]`` (default: seqs itself); the terms are those of
+        seqs.
+        """
+        seqs = tf.cast(seqs, tf.float32)
+        hs = self._hidden(seqs if inputs is None else tf.cast(inputs, tf.float32))
         dist = self._dist(hs, temperature)
         table = self._token_table()
         if self.head == "vocab" and idx is None:
@@ -576,12 +583,53 @@ class ChordPolicy(keras.Model):
         return self._forward(tf.convert_to_tensor(seqs, tf.float32), tf.constant(1.0))["log_prob"]
 
     # ---- sampling -----------------------------------------------------------------
+    def _draw_chord(self, dist: dict, u: tf.Tensor, table: Any, temperature: tf.Tensor,
+                    padded_vocab: tf.Tensor | None, search: tuple | None) -> tuple:
+        """One chord per row of dist (rows, ...) from uniforms u (rows, 2 + n_pitches).
+
+        Returns the chords (rows, n_pitches), their vocab indices (None for
+        the Bernoulli head) and whether the vocabulary branch drew them.
+        """
+        bern_chord = tf.cast(u[:, 2:] < tf.sigmoid(dist["pitch_logits"]), tf.float32)
+        if self.head != "vocab":
+            return bern_chord, None, tf.zeros(tf.shape(u)[:1], tf.bool)
+        # a block, then a token within it: two small softmaxes instead of one large
+        block = _draw(tf.exp(dist["block_logp"]), u[:, 0])
+        within = self._within(dist, table, temperature, block)
+        token = tf.minimum(block * self.block_size + _draw(tf.exp(within), u[:, 1]), self.n_vocab)
+        drawn = token < self.n_vocab
+        chord = tf.where(drawn[:, None], tf.gather(padded_vocab, token), bern_chord)
+        return chord, tf.where(drawn, token, self._vocab_index(chord, search)), drawn
+
+    def _own_inputs(self, seqs: tf.Tensor, uniforms: tf.Tensor, share: tf.Tensor) -> tf.Tensor:
+        """Seqs with each chord replaced, where ``uniforms[..., -1] < share``, by the policy's own draw.
+
+        The draw at step ``t`` is from the policy's distribution given the
+        real chords before ``t`` (one teacher-forced pass, no gradient), so
+        the chord fed at step ``t + 1`` is one the policy might have written
+        there. ``uniforms`` is (batch, n_steps, 3 + n_pitches).
+        """
+        seqs = tf.cast(seqs, tf.float32)
+        one = tf.constant(1.0)
+        dist = self._dist(tf.stop_gradient(self._hidden(seqs)), one)
+        rows = tf.shape(seqs)[0] * seqs.shape[1]
+        flat = {k: tf.reshape(v, tf.concat([[rows], tf.shape(v)[2:]], 0)) for k, v in dist.items()}
+        padded_vocab = search = None
+        if self.head == "vocab":
+            padded_vocab = tf.concat([self.vocab_var, tf.zeros((1, self.n_pitches))], axis=0)
+            search = self._vocab_search()
+        u = tf.reshape(uniforms[..., :-1], [rows, 2 + self.n_pitches])
+        own, _, _ = self._draw_chord(flat, u, self._token_table(), one, padded_vocab, search)
+        own = tf.reshape(own, tf.shape(seqs))
+        return tf.where(uniforms[..., -1:] < share, own, seqs)
+
     def _sample_graph(self, uniforms: tf.Tensor, temperature: tf.Tensor) -> dict:
         n_steps = uniforms.shape[1]
         batch = tf.shape(uniforms)[0]
         table = self._token_table()
         x = tf.concat([tf.zeros((batch, self.n_pitches)), tf.ones((batch, 1))], axis=-1)
         h = tf.zeros((batch, self.hidden_size))
+        padded_vocab = search = None
         if self.head == "vocab":
             padded_vocab = tf.concat([self.vocab_var, tf.zeros((1, self.n_pitches))], axis=0)
             search = self._vocab_search()
@@ -589,18 +637,7 @@ class ChordPolicy(keras.Model):
         for t in range(n_steps):
             h, _ = self.cell(x, h)
             dist = self._dist(h, temperature)
-            u = uniforms[:, t]
-            bern_chord = tf.cast(u[:, 2:] < tf.sigmoid(dist["pitch_logits"]), tf.float32)
-            if self.head != "vocab":
-                chord, idx, drawn = bern_chord, None, tf.zeros((batch,), tf.bool)
-            else:
-                # a block, then a token within it: two small softmaxes instead of one large
-                block = _draw(tf.exp(dist["block_logp"]), u[:, 0])
-                within = self._within(dist, table, temperature, block)
-                token = tf.minimum(block * self.block_size + _draw(tf.exp(within), u[:, 1]), self.n_vocab)
-                drawn = token < self.n_vocab
-                chord = tf.where(drawn[:, None], tf.gather(padded_vocab, token), bern_chord)
-                idx = tf.where(drawn, token, self._vocab_index(chord, search))
+            chord, idx, drawn = self._draw_chord(dist, uniforms[:, t], table, temperature, padded_vocab, search)
             terms = self._step_terms(dist, chord, idx, table, temperature)
             chords.append(chord)
             log_probs.append(terms["log_prob"])
@@ -739,6 +776,12 @@ def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise MusicRLError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+def _unit_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value <= 1:
+        raise MusicRLError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 def _positive_float(value: Any, name: str) -> float:
@@ -909,6 +952,8 @@ def pretrain_step(
     real_seqs: np.ndarray,
     *,
     clip_norm: float | None = None,
+    own_share: float = 0.0,
+    rng: int | np.random.Generator | None = None,
 ) -> float:
     """One maximum-likelihood (teacher-forced) update on a batch of real seqs.
 
@@ -920,25 +965,43 @@ def pretrain_step(
     real_seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
     clip_norm : float or None
         Clip gradients to this global norm (None or 0: no clipping).
+    own_share : float in [0, 1]
+        Share of the chords fed to the policy that are its own: each real
+        chord is replaced, with this probability, by one the policy draws at
+        that step given the real chords before it, while the targets stay
+        the real chords (parallel scheduled sampling). The policy then
+        learns to go on from a prefix that holds its own slips, as it must
+        when it writes a piece. 0: plain teacher forcing.
+    rng : int, np.random.Generator or None
+        Source of the draws and of which chords are replaced (used only when
+        ``own_share > 0``; uniforms of shape ``(batch, n_steps, 3 + n_pitches)``).
 
     Returns
     -------
     nll : float
-        Mean negative log-likelihood in nats per chord step, before the update.
+        Mean negative log-likelihood in nats per chord step, before the update
+        (of the real chords given the fed ones).
     """
     seqs = check_seqs(real_seqs, n_pitches=policy.n_pitches, name="real_seqs")
     clip = _clip(clip_norm)
+    share = _unit_float(own_share, "own_share")
     _ensure_built(optimizer, policy)
 
-    def step(s, idx, clip_value):
+    def step(s, idx, clip_value, uniforms, share_value):
+        fed = None if uniforms is None else policy._own_inputs(s, uniforms, share_value)
         with tf.GradientTape() as tape:
-            nll = -tf.reduce_mean(policy._forward(s, tf.constant(1.0), idx)["log_prob"])
+            nll = -tf.reduce_mean(policy._forward(s, tf.constant(1.0), idx, inputs=fed)["log_prob"])
         _apply(policy, optimizer, tape, nll, None if clip is None else clip_value)
         return nll
 
-    fn = policy._compiled(("pretrain", id(optimizer), clip is None), step)
+    own = share > 0
+    fn = policy._compiled(("pretrain", id(optimizer), clip is None, own), step)
     idx = tf.constant(policy._lookup(seqs))
-    return float(fn(tf.constant(seqs), idx, tf.constant(clip or 0.0, tf.float32)))
+    uniforms = None
+    if own:
+        uniforms = tf.constant(as_rng(rng).random((*seqs.shape[:2], 3 + policy.n_pitches), dtype=np.float32))
+    return float(fn(tf.constant(seqs), idx, tf.constant(clip or 0.0, tf.float32), uniforms,
+                    tf.constant(share, tf.float32)))
 
 
 def reinforce_step(

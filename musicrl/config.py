@@ -163,6 +163,8 @@ class Config:
     """Weight of the KL(policy || pretrained policy) penalty per step (0: no penalty); at iteration 1 under a schedule."""
     mle_every: int = 1
     """Interleave one maximum-likelihood (teacher-forced) step on real windows every this many adversarial iterations (0: never)."""
+    mle_own_share: float = 0.0
+    """In those steps, feed the policy its own draw instead of the real chord with this probability, the targets staying real (parallel scheduled sampling); pretraining is plain teacher forcing."""
     pg_coef: float = 1.0
     """Weight of the critic's policy-gradient term (0: the critic does not move the policy, a control)."""
     ppo_epochs: int = 1
@@ -424,6 +426,7 @@ def _check_ranges(cfg: Config) -> None:
         ("d_beta_1", 0.0, 1.0, True),
         ("d_label_smoothing", 0.0, 0.5, True),
         ("d_replay_share", 0.0, 1.0, True),
+        ("mle_own_share", 0.0, 1.0, False),
         ("reward_gamma", 0.0, 1.0, False),
         ("reward_baseline_decay", 0.0, 1.0, True),
         ("ppo_clip", 0.0, 1.0, True),

@@ -651,8 +651,12 @@ class Distribution:
         return self._apply(policy, optimizer, catcher, grads, stats, clip_norm)
 
     def pretrain_step(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, real_seqs: np.ndarray,
-                      *, clip_norm: float | None = None) -> float:
+                      *, clip_norm: float | None = None, own_share: float = 0.0,
+                      rng: int | np.random.Generator | None = None) -> float:
         """:func:`~musicrl.agent.pretrain_step` on the global batch, this worker holding ``real_seqs``.
+
+        With ``own_share > 0`` each local replica draws its uniforms from
+        ``rng`` in turn.
 
         Returns
         -------
@@ -661,7 +665,7 @@ class Distribution:
         """
 
         def pretrain(policy, catcher, seqs):
-            return {"nll": pretrain_step(policy, catcher, seqs)}
+            return {"nll": pretrain_step(policy, catcher, seqs, own_share=own_share, rng=rng)}
 
         _, summed = self._shard_updates(policy, optimizer, {"seqs": real_seqs}, pretrain, ("nll",),
                                         clip_norm or None)

@@ -1018,7 +1018,8 @@ def _train_run(
                         real_seqs = sample_real_seqs(real_windows, n_play, rng, transpose=cfg.transpose)
                         step_fn = pretrain_step if dist is None else dist.pretrain_step
                         mle_nll = step_fn(state.policy, state.pretrain_optimizer, real_seqs,
-                                          clip_norm=cfg.policy_clip_norm or None)
+                                          clip_norm=cfg.policy_clip_norm or None,
+                                          own_share=cfg.mle_own_share, rng=rng)
                         _check_finite(where, {"teacher-forcing loss (NLL)": mle_nll})
                     _check_weights(state, where)
                     t5 = time.perf_counter()
