@@ -59,6 +59,7 @@ import tensorflow as tf
 from .agent import ChordPolicy, pretrain_step, reinforce_step
 from .discriminator import DiscriminatorTrainer, check_d_inputs
 from .errors import MusicRLError
+from .seeding import as_rng
 
 __all__ = [
     "Distribution",
@@ -655,14 +656,17 @@ class Distribution:
                       rng: int | np.random.Generator | None = None) -> float:
         """:func:`~musicrl.agent.pretrain_step` on the global batch, this worker holding ``real_seqs``.
 
-        With ``own_share > 0`` each local replica draws its uniforms from
-        ``rng`` in turn.
+        With ``own_share > 0`` the local replicas draw their uniforms from
+        one generator in turn, so on one worker the draws are those of the
+        whole batch on one device.
 
         Returns
         -------
         nll : float
             Mean negative log-likelihood over the global batch, before the update.
         """
+
+        rng = as_rng(rng) if own_share else rng
 
         def pretrain(policy, catcher, seqs):
             return {"nll": pretrain_step(policy, catcher, seqs, own_share=own_share, rng=rng)}

@@ -391,6 +391,93 @@ def test_pretraining_lowers_nll_and_samples_training_chords(head):
     assert share > (0.95 if head == "vocab" else 0.5)
 
 
+def _own_uniforms(seed, seqs, n_pitches=N_PITCHES):
+    # the layout pretrain_step draws: 2 + n_pitches for a chord, 1 for whether it replaces the real one
+    return np.random.default_rng(seed).random((*seqs.shape[:2], 3 + n_pitches), dtype=np.float32)
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_own_inputs_replace_the_chosen_chords_with_the_policys_draws(head, share):
+    policy, real_seqs = _policy(head), _real_seqs()
+    uniforms = _own_uniforms(5, real_seqs)
+    fed = policy._own_inputs(tf.constant(real_seqs), tf.constant(uniforms), tf.constant(share)).numpy()
+    chosen = uniforms[..., -1] < share
+    np.testing.assert_array_equal(fed[~chosen], real_seqs[~chosen])
+    # each draw is the one the policy makes at that step after the real chords before it
+    dist = policy._dist(policy._hidden(tf.constant(real_seqs)), tf.constant(1.0))
+    table = policy._token_table()
+    padded = search = None
+    if head == "vocab":
+        padded = tf.concat([policy.vocab_var, tf.zeros((1, N_PITCHES))], axis=0)
+        search = policy._vocab_search()
+    for t in range(real_seqs.shape[1]):
+        step = {k: v[:, t] for k, v in dist.items()}
+        own, _, _ = policy._draw_chord(step, tf.constant(uniforms[:, t, :-1]), table, tf.constant(1.0), padded, search)
+        np.testing.assert_array_equal(fed[:, t][chosen[:, t]], own.numpy()[chosen[:, t]])
+    # at the first step that is the first chord of a sample from the same uniforms
+    first = policy._sample_graph(tf.constant(uniforms[..., :-1]), tf.constant(1.0))["seqs"].numpy()[:, 0]
+    np.testing.assert_array_equal(fed[:, 0][chosen[:, 0]], first[chosen[:, 0]])
+    assert chosen.any() == (share > 0) and chosen.all() == (share == 1.0)
+    # the untrained policy rarely draws the real chord, so replaced chords show
+    assert (np.any(fed != real_seqs, axis=-1).mean() > 0.5 * chosen.mean()) or share == 0
+
+
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_pretrain_on_own_inputs_scores_the_real_chords_and_is_reproducible(head):
+    real_seqs = _real_seqs(1)
+    policy = _policy(head)
+    twins = [clone_policy(policy) for _ in range(3)]
+    # share 0 is plain teacher forcing, draws or not
+    plain = pretrain_step(twins[0], keras.optimizers.Adam(1e-2), real_seqs)
+    assert pretrain_step(twins[1], keras.optimizers.Adam(1e-2), real_seqs, own_share=0.0, rng=1) == plain
+    for a, b in zip(twins[0].get_weights(), twins[1].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # share 1: the loss is the NLL of the real chords after the policy's own draws
+    fed = policy._own_inputs(tf.constant(real_seqs), tf.constant(_own_uniforms(9, real_seqs)), tf.constant(1.0))
+    want = -policy._forward(tf.constant(real_seqs), tf.constant(1.0), inputs=fed)["log_prob"].numpy().mean()
+    got = pretrain_step(twins[2], keras.optimizers.Adam(1e-2), real_seqs, own_share=1.0, rng=9)
+    assert got == pytest.approx(want, rel=1e-5)
+    assert abs(got - plain) > 1e-3  # fed other chords, the same targets score differently
+    again = clone_policy(policy)
+    assert pretrain_step(again, keras.optimizers.Adam(1e-2), real_seqs, own_share=1.0, rng=9) == got
+    for a, b in zip(again.get_weights(), twins[2].get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_own_inputs_teach_the_policy_to_return_to_the_key_after_a_slip():
+    # pieces in one of two keys a tritone apart; a slip is one chord of the other key
+    key_a = [_chord(TRIADS[name]) for name in ("C", "F", "G", "Am")]
+    key_b = [np.roll(chord, 6) for chord in key_a]
+
+    def pieces(rng, n=64, n_steps=6):
+        keys = [key_a, key_b]
+        return np.stack([np.stack([keys[k][i] for i in row])
+                         for k, row in zip(rng.integers(2, size=n), rng.integers(4, size=(n, n_steps)))])
+
+    vocab = np.concatenate([np.stack(key_a), np.stack(key_b)])
+    keras.utils.set_random_seed(0)
+    init = _policy(vocab=vocab, hidden_size=32)
+    returns = {}
+    for share in (0.0, 0.5):
+        policy, optimizer, rng = clone_policy(init), keras.optimizers.Adam(1e-2), np.random.default_rng(1)
+        for _ in range(150):
+            pretrain_step(policy, optimizer, pieces(rng), own_share=share, rng=rng)
+        for last, name in ((key_a[3], "clean"), (key_b[3], "slip")):
+            probe = np.stack([np.stack([key_a[0], key_a[1], key_a[2], last, chord]) for chord in key_a])
+            returns[share, name] = np.exp(policy.log_prob(probe)[:, 4]).sum()
+    # both learn the keys; taught only on real prefixes the policy follows the slip into the other key
+    # (returns 0.02-0.04 over four initialisations, 0.16-0.45 taught on its own draws)
+    assert returns[0.0, "clean"] > 0.95 and returns[0.5, "clean"] > 0.95
+    assert returns[0.0, "slip"] < 0.1 and returns[0.5, "slip"] > 4 * returns[0.0, "slip"], returns
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, float("nan"), True, "0.5"])
+def test_own_share_must_be_a_share(share):
+    with pytest.raises(MusicRLError, match="own_share must be a number in"):
+        pretrain_step(_policy(), keras.optimizers.Adam(1e-2), _real_seqs(1), own_share=share, rng=0)
+
+
 # plain REINFORCE with the vocab head needs 15 batches here; four clipped passes over each batch need 7
 @pytest.mark.parametrize("head, max_updates, ppo_epochs", [("vocab", 60, 1), ("bernoulli", 200, 1), ("vocab", 10, 4)])
 def test_reinforce_learns_to_play_c_major(head, max_updates, ppo_epochs):
