@@ -548,7 +548,7 @@ class ChordPolicy(keras.Model):
         return tf.stack(hs, axis=1)
 
     def _forward(self, seqs: tf.Tensor, temperature: tf.Tensor, idx: tf.Tensor | None = None,
-                 exact: bool = False, inputs: tf.Tensor | None = None) -> dict:
+                 exact: bool = False, inputs: tf.Tensor | None = None, dropout: tuple | None = None) -> dict:
         """Teacher-forced pass over (batch, n_steps, n_pitches) seqs.
 
         ``idx`` (batch, n_steps) are the chords' vocab indices (see
@@ -556,11 +556,16 @@ class ChordPolicy(keras.Model):
         the full token distribution and the exact entropy. ``inputs`` (same
         shape as seqs) are the chords fed to the GRU, step ``t`` reading
         ``inputs[:, t - 1]`` (default: seqs itself); the terms are those of
-        seqs.
+        seqs. ``dropout`` is ``(rate, seed)``: inverted dropout on the GRU
+        states the heads read (not on the recurrence), from a stateless
+        ``seed`` (2,) int32.
         """
         seqs = tf.cast(seqs, tf.float32)
         hs = self._hidden(seqs if inputs is None else tf.cast(inputs, tf.float32))
-        dist = self._dist(hs, temperature)
+        heads_read = hs
+        if dropout is not None:
+            heads_read = tf.nn.experimental.stateless_dropout(hs, rate=dropout[0], seed=dropout[1])
+        dist = self._dist(heads_read, temperature)
         table = self._token_table()
         if self.head == "vocab" and idx is None:
             idx = self._vocab_index(seqs)
@@ -953,6 +958,7 @@ def pretrain_step(
     *,
     clip_norm: float | None = None,
     own_share: float = 0.0,
+    dropout: float = 0.0,
     rng: int | np.random.Generator | None = None,
 ) -> float:
     """One maximum-likelihood (teacher-forced) update on a batch of real seqs.
@@ -972,9 +978,14 @@ def pretrain_step(
         the real chords (parallel scheduled sampling). The policy then
         learns to go on from a prefix that holds its own slips, as it must
         when it writes a piece. 0: plain teacher forcing.
+    dropout : float in [0, 1)
+        Dropout rate on the GRU states the heads read (inverted dropout,
+        not on the recurrence): a regulariser against learning the training
+        windows by heart. Sampling and the policy-gradient step never drop.
     rng : int, np.random.Generator or None
-        Source of the draws and of which chords are replaced (used only when
-        ``own_share > 0``; uniforms of shape ``(batch, n_steps, 3 + n_pitches)``).
+        Source of the random draws (used only when ``own_share > 0`` or
+        ``dropout > 0``): uniforms of shape ``(batch, n_steps, 3 + n_pitches)``
+        for the own draws, then two ints seeding the dropout.
 
     Returns
     -------
@@ -985,23 +996,32 @@ def pretrain_step(
     seqs = check_seqs(real_seqs, n_pitches=policy.n_pitches, name="real_seqs")
     clip = _clip(clip_norm)
     share = _unit_float(own_share, "own_share")
+    rate = _unit_float(dropout, "dropout")
+    if rate == 1:
+        raise MusicRLError("dropout must be below 1 (a rate of 1 drops every unit), got 1")
     _ensure_built(optimizer, policy)
 
-    def step(s, idx, clip_value, uniforms, share_value):
+    def step(s, idx, clip_value, uniforms, share_value, drop_seed, rate_value):
         fed = None if uniforms is None else policy._own_inputs(s, uniforms, share_value)
+        drop = None if drop_seed is None else (rate_value, drop_seed)
         with tf.GradientTape() as tape:
-            nll = -tf.reduce_mean(policy._forward(s, tf.constant(1.0), idx, inputs=fed)["log_prob"])
+            out = policy._forward(s, tf.constant(1.0), idx, inputs=fed, dropout=drop)
+            nll = -tf.reduce_mean(out["log_prob"])
         _apply(policy, optimizer, tape, nll, None if clip is None else clip_value)
         return nll
 
-    own = share > 0
-    fn = policy._compiled(("pretrain", id(optimizer), clip is None, own), step)
+    own, drops = share > 0, rate > 0
+    fn = policy._compiled(("pretrain", id(optimizer), clip is None, own, drops), step)
     idx = tf.constant(policy._lookup(seqs))
-    uniforms = None
+    uniforms = drop_seed = None
+    if own or drops:
+        rng = as_rng(rng)
     if own:
-        uniforms = tf.constant(as_rng(rng).random((*seqs.shape[:2], 3 + policy.n_pitches), dtype=np.float32))
+        uniforms = tf.constant(rng.random((*seqs.shape[:2], 3 + policy.n_pitches), dtype=np.float32))
+    if drops:
+        drop_seed = tf.constant(rng.integers(0, 2**31 - 1, size=2), tf.int32)
     return float(fn(tf.constant(seqs), idx, tf.constant(clip or 0.0, tf.float32), uniforms,
-                    tf.constant(share, tf.float32)))
+                    tf.constant(share, tf.float32), drop_seed, tf.constant(rate, tf.float32)))
 
 
 def reinforce_step(

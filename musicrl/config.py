@@ -163,6 +163,8 @@ class Config:
     """Weight of the KL(policy || pretrained policy) penalty per step (0: no penalty); at iteration 1 under a schedule."""
     mle_every: int = 1
     """Interleave one maximum-likelihood (teacher-forced) step on real windows every this many adversarial iterations (0: never)."""
+    policy_dropout: float = 0.0
+    """Dropout rate on the GRU states the policy's heads read, in its maximum-likelihood steps (pretraining and teacher forcing); sampling and policy-gradient steps never drop."""
     mle_own_share: float = 0.0
     """In those steps, feed the policy its own draw instead of the real chord with this probability, the targets staying real (parallel scheduled sampling); pretraining is plain teacher forcing."""
     pg_coef: float = 1.0
@@ -427,6 +429,7 @@ def _check_ranges(cfg: Config) -> None:
         ("d_label_smoothing", 0.0, 0.5, True),
         ("d_replay_share", 0.0, 1.0, True),
         ("mle_own_share", 0.0, 1.0, False),
+        ("policy_dropout", 0.0, 1.0, True),
         ("reward_gamma", 0.0, 1.0, False),
         ("reward_baseline_decay", 0.0, 1.0, True),
         ("ppo_clip", 0.0, 1.0, True),

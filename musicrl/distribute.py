@@ -652,13 +652,12 @@ class Distribution:
         return self._apply(policy, optimizer, catcher, grads, stats, clip_norm)
 
     def pretrain_step(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, real_seqs: np.ndarray,
-                      *, clip_norm: float | None = None, own_share: float = 0.0,
+                      *, clip_norm: float | None = None, own_share: float = 0.0, dropout: float = 0.0,
                       rng: int | np.random.Generator | None = None) -> float:
         """:func:`~musicrl.agent.pretrain_step` on the global batch, this worker holding ``real_seqs``.
 
-        With ``own_share > 0`` the local replicas draw their uniforms from
-        one generator in turn, so on one worker the draws are those of the
-        whole batch on one device.
+        With ``own_share > 0`` or ``dropout > 0`` the local replicas draw
+        from one generator in turn.
 
         Returns
         -------
@@ -666,10 +665,10 @@ class Distribution:
             Mean negative log-likelihood over the global batch, before the update.
         """
 
-        rng = as_rng(rng) if own_share else rng
+        rng = as_rng(rng) if own_share or dropout else rng
 
         def pretrain(policy, catcher, seqs):
-            return {"nll": pretrain_step(policy, catcher, seqs, own_share=own_share, rng=rng)}
+            return {"nll": pretrain_step(policy, catcher, seqs, own_share=own_share, dropout=dropout, rng=rng)}
 
         _, summed = self._shard_updates(policy, optimizer, {"seqs": real_seqs}, pretrain, ("nll",),
                                         clip_norm or None)

@@ -890,7 +890,7 @@ def _train_run(
                     snapshot = _snapshot(state) if cfg.on_nonfinite == "skip" else None
                     step_fn = pretrain_step if dist is None else dist.pretrain_step
                     nll = step_fn(state.policy, state.pretrain_optimizer, real_seqs,
-                                  clip_norm=cfg.policy_clip_norm or None)
+                                  clip_norm=cfg.policy_clip_norm or None, dropout=cfg.policy_dropout, rng=rng)
                     step = state.pretrain_steps_done + 1
                     try:
                         _check_finite(f"pretraining step {step}", {"pretraining loss (NLL)": nll})
@@ -1019,7 +1019,7 @@ def _train_run(
                         step_fn = pretrain_step if dist is None else dist.pretrain_step
                         mle_nll = step_fn(state.policy, state.pretrain_optimizer, real_seqs,
                                           clip_norm=cfg.policy_clip_norm or None,
-                                          own_share=cfg.mle_own_share, rng=rng)
+                                          own_share=cfg.mle_own_share, dropout=cfg.policy_dropout, rng=rng)
                         _check_finite(where, {"teacher-forcing loss (NLL)": mle_nll})
                     _check_weights(state, where)
                     t5 = time.perf_counter()
