@@ -472,6 +472,37 @@ def test_own_inputs_teach_the_policy_to_return_to_the_key_after_a_slip():
     assert returns[0.0, "slip"] < 0.1 and returns[0.5, "slip"] > 4 * returns[0.0, "slip"], returns
 
 
+@pytest.mark.parametrize("head", ["vocab", "bernoulli"])
+def test_dropout_reads_dropped_states_in_maximum_likelihood_only(head):
+    real_seqs = _real_seqs(1)
+    policy = _policy(head)
+    before = policy.log_prob(real_seqs)
+    twins = [clone_policy(policy) for _ in range(3)]
+    plain = pretrain_step(twins[0], keras.optimizers.Adam(1e-2), real_seqs)
+    # the loss of the step is the NLL with the states dropped by a seed drawn from rng
+    seed = tf.constant(np.random.default_rng(4).integers(0, 2**31 - 1, size=2), tf.int32)
+    out = policy._forward(tf.constant(real_seqs), tf.constant(1.0), dropout=(tf.constant(0.5), seed))
+    got = pretrain_step(twins[1], keras.optimizers.Adam(1e-2), real_seqs, dropout=0.5, rng=4)
+    assert got == pytest.approx(-out["log_prob"].numpy().mean(), rel=1e-5)
+    assert abs(got - plain) > 1e-3
+    assert pretrain_step(twins[2], keras.optimizers.Adam(1e-2), real_seqs, dropout=0.5, rng=4) == got
+    for a, b in zip(twins[1].get_weights(), twins[2].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # inverted dropout: on average over masks the heads read the states unscaled
+    hs = policy._hidden(tf.constant(real_seqs))
+    dropped = np.mean([tf.nn.experimental.stateless_dropout(hs, rate=0.5, seed=[i, 0]).numpy() for i in range(200)], 0)
+    np.testing.assert_allclose(dropped, hs.numpy(), atol=0.15 * np.abs(hs.numpy()).max())
+    # scoring and sampling never drop
+    np.testing.assert_array_equal(policy.log_prob(real_seqs), before)
+
+
+@pytest.mark.parametrize("rate, match", [(1.0, "dropout must be below 1"), (-0.1, "dropout must be a number"),
+                                         (float("nan"), "dropout must be a number")])
+def test_dropout_must_be_a_rate(rate, match):
+    with pytest.raises(MusicRLError, match=match):
+        pretrain_step(_policy(), keras.optimizers.Adam(1e-2), _real_seqs(1), dropout=rate, rng=0)
+
+
 @pytest.mark.parametrize("share", [-0.1, 1.5, float("nan"), True, "0.5"])
 def test_own_share_must_be_a_share(share):
     with pytest.raises(MusicRLError, match="own_share must be a number in"):

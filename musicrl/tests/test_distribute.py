@@ -338,10 +338,10 @@ def test_one_replica_steps_equal_the_one_device_steps(rng):
         np.testing.assert_allclose(got[key], expected[key], rtol=RTOL, atol=1e-6, err_msg=key)
     nll = dist.pretrain_step(mirrored_policy, opt, seqs, clip_norm=1.0)
     assert nll == pytest.approx(pretrain_step(policy, plain_opt, seqs, clip_norm=1.0), rel=RTOL)
-    # teacher forcing on the policy's own draws: the same draws from the same seed
-    nll = dist.pretrain_step(mirrored_policy, opt, seqs, clip_norm=1.0, own_share=0.5, rng=4)
-    assert nll == pytest.approx(pretrain_step(policy, plain_opt, seqs, clip_norm=1.0, own_share=0.5, rng=4),
-                                rel=RTOL)
+    # teacher forcing on the policy's own draws, with dropout: the same draws from the same seed
+    nll = dist.pretrain_step(mirrored_policy, opt, seqs, clip_norm=1.0, own_share=0.5, dropout=0.2, rng=4)
+    assert nll == pytest.approx(pretrain_step(policy, plain_opt, seqs, clip_norm=1.0, own_share=0.5, dropout=0.2,
+                                              rng=4), rel=RTOL)
     for a, b in zip(mirrored_policy.get_weights(), policy.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

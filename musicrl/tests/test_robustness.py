@@ -707,6 +707,7 @@ BAD_SETS = [
     ("holdout_fraction=1", "'holdout_fraction' must be in \\[0, 1\\)"),
     ("reward_gamma=1.5", "'reward_gamma' must be in \\[0, 1\\]"),
     ("mle_own_share=-0.5", "'mle_own_share' must be in \\[0, 1\\]"),
+    ("policy_dropout=1", "'policy_dropout' must be in \\[0, 1\\)"),
     ("d_arch=transformer", "'d_arch' must be one of \\('cnn', 'lstm', 'seq'\\)"),
     ("reward_dense=maybe", "'reward_dense' must be of type bool"),
     ("n_steps=1e3", "'n_steps' must be of type int"),

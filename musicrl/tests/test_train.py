@@ -434,18 +434,22 @@ def test_without_the_critic_only_teacher_forcing_moves_the_policy(midi_dir, tmp_
         assert any(not np.array_equal(a, b) for a, b in zip(state["policy"], state["ref_policy"])) == moved, name
 
 
-def test_teacher_forcing_on_own_draws_is_seeded_and_changes_only_that_step(midi_dir, tmp_path):
-    # the critic off, so the teacher-forced step is all that moves the policy
+@pytest.mark.parametrize("field, value", [("mle_own_share", 1.0), ("policy_dropout", 0.5)])
+def test_maximum_likelihood_options_are_seeded_and_change_what_they_should(midi_dir, tmp_path, field, value):
+    # the critic off, so the maximum-likelihood steps are all that move the policy
     base = dict(iterations=2, pg_coef=0.0, entropy_coef=0.0, kl_coef=0.0, checkpoint_every=2)
-    rows = {}
-    for name, share in (("plain", 0.0), ("own", 1.0), ("own again", 1.0)):
-        result = training.train(tiny_cfg(**base, mle_own_share=share), data=midi_dir, out=tmp_path / name,
+    rows, pretrain = {}, {}
+    for name, v in (("plain", 0.0), ("set", value), ("set again", value)):
+        result = training.train(tiny_cfg(**base, **{field: v}), data=midi_dir, out=tmp_path / name,
                                 progress=False, log=lambda s: None)
         rows[name] = read_metrics(result.run_dir)
-    assert all(_same_numbers(a, b) for a, b in zip(rows["own"], rows["own again"]))
-    # the first iteration's episodes come before any teacher-forced step; its loss is of other inputs
-    assert rows["own"][0]["reward_mean"] == rows["plain"][0]["reward_mean"]
-    assert rows["own"][0]["mle_nll"] != pytest.approx(rows["plain"][0]["mle_nll"], rel=1e-4)
+        pretrain[name] = [json.loads(line)["nll"] for line in run_paths(result.run_dir).pretrain.read_text().splitlines()]
+    assert all(_same_numbers(a, b) for a, b in zip(rows["set"], rows["set again"]))
+    assert pretrain["set"] == pretrain["set again"]
+    assert rows["set"][0]["mle_nll"] != pytest.approx(rows["plain"][0]["mle_nll"], rel=1e-4)
+    # own draws are for the teacher-forced steps only; dropout is for pretraining too
+    assert (pretrain["set"] == pretrain["plain"]) == (field == "mle_own_share")
+    assert (rows["set"][0]["reward_mean"] == rows["plain"][0]["reward_mean"]) == (field == "mle_own_share")
 
 
 def test_ppo_epochs_update_the_policy_several_times_per_batch(midi_dir, tmp_path):
