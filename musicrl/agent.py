@@ -556,15 +556,16 @@ class ChordPolicy(keras.Model):
         the full token distribution and the exact entropy. ``inputs`` (same
         shape as seqs) are the chords fed to the GRU, step ``t`` reading
         ``inputs[:, t - 1]`` (default: seqs itself); the terms are those of
-        seqs. ``dropout`` is ``(rate, seed)``: inverted dropout on the GRU
-        states the heads read (not on the recurrence), from a stateless
-        ``seed`` (2,) int32.
+        seqs. ``dropout`` is ``(rate, uniforms)``: inverted dropout on the
+        GRU states the heads read (not on the recurrence), a unit dropped
+        where its uniform (batch, n_steps, hidden_size) is below the rate.
         """
         seqs = tf.cast(seqs, tf.float32)
         hs = self._hidden(seqs if inputs is None else tf.cast(inputs, tf.float32))
         heads_read = hs
         if dropout is not None:
-            heads_read = tf.nn.experimental.stateless_dropout(hs, rate=dropout[0], seed=dropout[1])
+            rate, u = dropout
+            heads_read = tf.where(u >= rate, hs / (1.0 - rate), 0.0)
         dist = self._dist(heads_read, temperature)
         table = self._token_table()
         if self.head == "vocab" and idx is None:
@@ -985,7 +986,7 @@ def pretrain_step(
     rng : int, np.random.Generator or None
         Source of the random draws (used only when ``own_share > 0`` or
         ``dropout > 0``): uniforms of shape ``(batch, n_steps, 3 + n_pitches)``
-        for the own draws, then two ints seeding the dropout.
+        for the own draws, then ``(batch, n_steps, hidden_size)`` for the dropout.
 
     Returns
     -------
@@ -1001,9 +1002,9 @@ def pretrain_step(
         raise MusicRLError("dropout must be below 1 (a rate of 1 drops every unit), got 1")
     _ensure_built(optimizer, policy)
 
-    def step(s, idx, clip_value, uniforms, share_value, drop_seed, rate_value):
+    def step(s, idx, clip_value, uniforms, share_value, drop_uniforms, rate_value):
         fed = None if uniforms is None else policy._own_inputs(s, uniforms, share_value)
-        drop = None if drop_seed is None else (rate_value, drop_seed)
+        drop = None if drop_uniforms is None else (rate_value, drop_uniforms)
         with tf.GradientTape() as tape:
             out = policy._forward(s, tf.constant(1.0), idx, inputs=fed, dropout=drop)
             nll = -tf.reduce_mean(out["log_prob"])
@@ -1013,15 +1014,15 @@ def pretrain_step(
     own, drops = share > 0, rate > 0
     fn = policy._compiled(("pretrain", id(optimizer), clip is None, own, drops), step)
     idx = tf.constant(policy._lookup(seqs))
-    uniforms = drop_seed = None
+    uniforms = drop_uniforms = None
     if own or drops:
         rng = as_rng(rng)
     if own:
         uniforms = tf.constant(rng.random((*seqs.shape[:2], 3 + policy.n_pitches), dtype=np.float32))
     if drops:
-        drop_seed = tf.constant(rng.integers(0, 2**31 - 1, size=2), tf.int32)
+        drop_uniforms = tf.constant(rng.random((*seqs.shape[:2], policy.hidden_size), dtype=np.float32))
     return float(fn(tf.constant(seqs), idx, tf.constant(clip or 0.0, tf.float32), uniforms,
-                    tf.constant(share, tf.float32), drop_seed, tf.constant(rate, tf.float32)))
+                    tf.constant(share, tf.float32), drop_uniforms, tf.constant(rate, tf.float32)))
 
 
 def reinforce_step(
