@@ -224,15 +224,19 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert code != 0 and "EXPERIMENT=CONTROL" in stderr
 
 
-EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.json"))
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+EXPERIMENTS = sorted(EXPERIMENTS_DIR.rglob("*.json"))
 
 
-def test_the_experiments_folder_has_the_default():
-    assert "default" in [p.stem for p in EXPERIMENTS]
+def test_every_experiments_folder_has_its_default():
+    for folder in {p.parent for p in EXPERIMENTS}:
+        assert (folder / "default.json").is_file(), folder
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(EXPERIMENTS_DIR)))
 def test_every_experiment_file_is_a_valid_config(path):
     exp = sweep.load_experiment(path)
     assert exp.name == path.stem
-    assert config_from_overrides(exp.overrides) != config_from_overrides({}) or exp.name == "default"
+    # each changes something from the default it is measured against, the one of its folder
+    base = sweep.load_experiment(path.parent / "default.json").overrides
+    assert config_from_overrides(exp.overrides) != config_from_overrides(base) or exp.name == "default"
