@@ -1,9 +1,21 @@
-"""The ending the study scripts of this folder share: print a markdown table, the time taken, and save it."""
+"""What the study scripts of this folder share: their command line over runs, and their ending
+(print a markdown table and the time taken, and save it)."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
+
+
+def runs_parser(doc: str, n_help: str) -> argparse.ArgumentParser:
+    """A parser of ``--runs`` (trained run folders), ``--n``, ``--seed`` and ``--out``; ``doc`` is the script's docstring."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--runs", nargs="+", required=True, help="trained run folders")
+    parser.add_argument("--n", type=int, default=512, help=f"{n_help} (default 512)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="also write the table to this markdown file")
+    return parser
 
 
 def emit(lines: list[str], t0: float, out: str | None) -> int:

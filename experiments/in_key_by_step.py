@@ -15,21 +15,16 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _report import emit  # noqa: E402  (this folder, beside the script)
+from _report import emit, runs_parser  # noqa: E402  (this folder, beside the script)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", nargs="+", required=True, help="trained run folders")
-    parser.add_argument("--n", type=int, default=512, help="pieces per set (default 512)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="also write the table to this markdown file")
+    parser = runs_parser(__doc__, "pieces per set")
     args = parser.parse_args(argv)
 
     import numpy as np
