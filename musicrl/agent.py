@@ -51,7 +51,9 @@ Sampling draws its uniforms from a NumPy generator and runs one compiled
 TensorFlow function, so the same seed gives the same seqs. Training steps
 (:func:`pretrain_step`, :func:`reinforce_step`) are compiled once per
 (policy, optimizer, options) and recompute log-probabilities under teacher
-forcing so gradients flow.
+forcing so gradients flow. The maximum-likelihood step can drop the GRU
+states its heads read (dropout) and feed the policy its own draws instead of
+some real chords (scheduled sampling); both draw from a NumPy generator too.
 """
 
 from __future__ import annotations
@@ -589,6 +591,12 @@ class ChordPolicy(keras.Model):
         return self._forward(tf.convert_to_tensor(seqs, tf.float32), tf.constant(1.0))["log_prob"]
 
     # ---- sampling -----------------------------------------------------------------
+    def _draw_lookup(self) -> tuple:
+        """What :meth:`_draw_chord` looks chords up in: the vocabulary with an empty row for ``<other>``, and its search keys."""
+        if self.head != "vocab":
+            return None, None
+        return tf.concat([self.vocab_var, tf.zeros((1, self.n_pitches))], axis=0), self._vocab_search()
+
     def _draw_chord(self, dist: dict, u: tf.Tensor, table: Any, temperature: tf.Tensor,
                     padded_vocab: tf.Tensor | None, search: tuple | None) -> tuple:
         """One chord per row of dist (rows, ...) from uniforms u (rows, 2 + n_pitches).
@@ -620,12 +628,8 @@ class ChordPolicy(keras.Model):
         dist = self._dist(tf.stop_gradient(self._hidden(seqs)), one)
         rows = tf.shape(seqs)[0] * seqs.shape[1]
         flat = {k: tf.reshape(v, tf.concat([[rows], tf.shape(v)[2:]], 0)) for k, v in dist.items()}
-        padded_vocab = search = None
-        if self.head == "vocab":
-            padded_vocab = tf.concat([self.vocab_var, tf.zeros((1, self.n_pitches))], axis=0)
-            search = self._vocab_search()
         u = tf.reshape(uniforms[..., :-1], [rows, 2 + self.n_pitches])
-        own, _, _ = self._draw_chord(flat, u, self._token_table(), one, padded_vocab, search)
+        own, _, _ = self._draw_chord(flat, u, self._token_table(), one, *self._draw_lookup())
         own = tf.reshape(own, tf.shape(seqs))
         return tf.where(uniforms[..., -1:] < share, own, seqs)
 
@@ -635,10 +639,7 @@ class ChordPolicy(keras.Model):
         table = self._token_table()
         x = tf.concat([tf.zeros((batch, self.n_pitches)), tf.ones((batch, 1))], axis=-1)
         h = tf.zeros((batch, self.hidden_size))
-        padded_vocab = search = None
-        if self.head == "vocab":
-            padded_vocab = tf.concat([self.vocab_var, tf.zeros((1, self.n_pitches))], axis=0)
-            search = self._vocab_search()
+        padded_vocab, search = self._draw_lookup()
         chords, log_probs, entropies, from_vocab, values = [], [], [], [], []
         for t in range(n_steps):
             h, _ = self.cell(x, h)

@@ -406,14 +406,10 @@ def test_own_inputs_replace_the_chosen_chords_with_the_policys_draws(head, share
     np.testing.assert_array_equal(fed[~chosen], real_seqs[~chosen])
     # each draw is the one the policy makes at that step after the real chords before it
     dist = policy._dist(policy._hidden(tf.constant(real_seqs)), tf.constant(1.0))
-    table = policy._token_table()
-    padded = search = None
-    if head == "vocab":
-        padded = tf.concat([policy.vocab_var, tf.zeros((1, N_PITCHES))], axis=0)
-        search = policy._vocab_search()
+    table, lookup = policy._token_table(), policy._draw_lookup()
     for t in range(real_seqs.shape[1]):
         step = {k: v[:, t] for k, v in dist.items()}
-        own, _, _ = policy._draw_chord(step, tf.constant(uniforms[:, t, :-1]), table, tf.constant(1.0), padded, search)
+        own, _, _ = policy._draw_chord(step, tf.constant(uniforms[:, t, :-1]), table, tf.constant(1.0), *lookup)
         np.testing.assert_array_equal(fed[:, t][chosen[:, t]], own.numpy()[chosen[:, t]])
     # at the first step that is the first chord of a sample from the same uniforms
     first = policy._sample_graph(tf.constant(uniforms[..., :-1]), tf.constant(1.0))["seqs"].numpy()[:, 0]
