@@ -166,7 +166,7 @@ class Config:
     policy_dropout: float = 0.3
     """Dropout rate on the GRU states the policy's heads read, in its maximum-likelihood steps (pretraining and teacher forcing); sampling and policy-gradient steps never drop. Without it the teacher-forced steps learn the training windows by heart."""
     mle_own_share: float = 0.0
-    """In those steps, feed the policy its own draw instead of the real chord with this probability, the targets staying real (parallel scheduled sampling); pretraining is plain teacher forcing."""
+    """In the teacher-forced steps of the adversarial phase, feed the policy its own draw instead of the real chord with this probability, the targets staying real (parallel scheduled sampling); pretraining never does."""
     pg_coef: float = 1.0
     """Weight of the critic's policy-gradient term (0: the critic does not move the policy, a control)."""
     ppo_epochs: int = 1
