@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
+    from musicrl.agent import in_vocabulary
     from musicrl.data import seqs_to_windows
     from musicrl.evaluate import load_eval_sets
     from musicrl.train import load_policy
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             policy = load_policy(run, checkpoint)
             held_lp = policy.log_prob(held)
             if policy.vocab is not None:
-                in_vocab = np.any(np.all(held[:, :, None, :] == policy.vocab[None, None], axis=-1), axis=-1)
+                in_vocab = in_vocabulary(policy.vocab, held)
             else:
                 in_vocab = np.ones(held_lp.shape, bool)
             rows[label].append([-policy.log_prob(train).mean(), -held_lp.mean(), -held_lp[in_vocab].mean(),

@@ -75,6 +75,7 @@ __all__ = [
     "build_chord_vocab",
     "build_policy",
     "clone_policy",
+    "in_vocabulary",
     "kl_weight",
     "policy_kl",
     "pretrain_step",
@@ -204,6 +205,28 @@ def _check_vocab(vocab: Any, n_pitches: int) -> np.ndarray:
     return arr
 
 
+def in_vocabulary(vocab: np.ndarray, seqs: np.ndarray) -> np.ndarray:
+    """Which chords (steps) of ``seqs`` are vocabulary chords.
+
+    Parameters
+    ----------
+    vocab : np.ndarray, shape=(n_chords, n_pitches)
+        As returned by :func:`build_chord_vocab`.
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches) or (n_steps, n_pitches)
+
+    Returns
+    -------
+    known : np.ndarray of bool, shape=seqs.shape[:-1]
+    """
+    vocab = np.asarray(vocab)
+    if vocab.ndim != 2:
+        raise MusicRLError(f"vocab must have shape (n_chords, n_pitches), got shape {vocab.shape}")
+    seqs = check_seqs(seqs, n_pitches=vocab.shape[1], name="seqs")
+    known = set(_row_keys(_chord_rows(vocab)).tolist())
+    keys = _row_keys(_chord_rows(seqs)).tolist()
+    return np.array([k in known for k in keys], bool).reshape(seqs.shape[:-1])
+
+
 def vocab_coverage(vocab: np.ndarray, seqs: np.ndarray) -> float:
     """Share of the chords (steps) of ``seqs`` that are vocabulary chords.
 
@@ -219,13 +242,7 @@ def vocab_coverage(vocab: np.ndarray, seqs: np.ndarray) -> float:
         In [0, 1]; 1 means every chord is drawn by a single vocabulary token.
         Chords outside still have non-zero probability (``<other>`` branch).
     """
-    vocab = np.asarray(vocab)
-    if vocab.ndim != 2:
-        raise MusicRLError(f"vocab must have shape (n_chords, n_pitches), got shape {vocab.shape}")
-    seqs = check_seqs(seqs, n_pitches=vocab.shape[1], name="seqs")
-    known = set(_row_keys(_chord_rows(vocab)).tolist())
-    keys = _row_keys(_chord_rows(seqs)).tolist()
-    return float(np.mean([k in known for k in keys]))
+    return float(np.mean(in_vocabulary(vocab, seqs)))
 
 
 def _key_weights(n_pitches: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from musicrl.agent import (
     build_chord_vocab,
     build_policy,
     clone_policy,
+    in_vocabulary,
     kl_weight,
     policy_kl,
     pretrain_step,
@@ -93,6 +94,7 @@ def test_vocab_coverage_counts_unseen_chords():
     vocab = build_chord_vocab(_real_seqs())
     held = np.stack([_chord(TRIADS["C"]), _chord([1, 5, 8]), _chord(TRIADS["G"]), _chord([3])])[None]
     assert vocab_coverage(vocab, held) == pytest.approx(0.5)
+    np.testing.assert_array_equal(in_vocabulary(vocab, held), [[True, False, True, False]])
     policy = _policy(vocab=vocab)
     assert policy.vocab_coverage(held) == pytest.approx(0.5)
     assert _policy("bernoulli").vocab_coverage(held) == 0.0
