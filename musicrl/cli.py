@@ -13,12 +13,11 @@ on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import Config, config_from_overrides
+from .config import Config, config_from_overrides, read_config_file
 from .errors import MusicRLError
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -51,17 +50,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     MusicRLError
         For an unreadable config file or a bad field.
     """
-    overrides = {}
-    if getattr(args, "config", None):
-        path = Path(args.config)
-        try:
-            overrides = json.loads(path.read_text())
-        except OSError as e:
-            raise MusicRLError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
-        except (ValueError, RecursionError) as e:  # bad JSON, bytes that are not UTF-8, absurd nesting
-            raise MusicRLError(f"config file {str(path)!r} is not valid JSON: {e}") from None
-        if not isinstance(overrides, dict):
-            raise MusicRLError(f"config file {str(path)!r} must hold a JSON object of field values")
+    overrides = read_config_file(args.config) if getattr(args, "config", None) else {}
     return config_from_overrides(overrides, sets=getattr(args, "sets", None) or [])
 
 
@@ -159,10 +148,7 @@ def _given_fields(args: argparse.Namespace) -> dict:
     """Config fields named on the command line (by --config, --set or an option), with their values."""
     names = set()
     if getattr(args, "config", None):
-        try:
-            names |= set(json.loads(Path(args.config).read_text()))
-        except (OSError, ValueError, TypeError):
-            pass
+        names |= set(read_config_file(args.config))
     names |= {item.split("=", 1)[0].strip() for item in args.sets or [] if "=" in item}
     for option in ("iterations", "minutes", "seed"):
         if getattr(args, option) is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import MusicRLError
 
-__all__ = ["Config", "config_from_overrides", "load_config", "save_config"]
+__all__ = ["EARLIER_DEFAULTS", "Config", "config_from_overrides", "load_config", "read_config_file", "save_config"]
 
 
 @dataclass(frozen=True)
@@ -514,26 +514,57 @@ def _unknown(key: str, types: dict[str, Any]) -> str:
     return f"unknown config field {key!r}{hint}; known fields: {', '.join(sorted(types))}"
 
 
+EARLIER_DEFAULTS: dict[str, Any] = {"mle_every": 0, "policy_dropout": 0.0}
+"""Fields whose default changed after they were added, each with the value runs had before the
+field existed. A saved config that lacks such a field was written by a run that ran with this
+value, not with today's default; :func:`load_config` restores it, so evaluating or resuming an
+old run trains and measures what it trained and measured."""
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write ``cfg`` as JSON to ``path``."""
+    """Write ``cfg`` as JSON to ``path`` (every field, so a later default cannot change it)."""
     Path(path).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
+def read_config_file(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
+    """Read a JSON object of config field values, unchecked (an experiment or ``--config`` file).
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str
+        What the file is, for the error messages.
+
+    Raises
+    ------
+    MusicRLError
+        If the file is missing, not JSON, or not a JSON object.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise MusicRLError(f"cannot read {what} {str(path)!r}: {e.strerror or e}") from None
+    except (ValueError, RecursionError) as e:  # bad JSON, bytes that are not UTF-8, absurd nesting
+        raise MusicRLError(f"{what} {str(path)!r} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise MusicRLError(f"{what} {str(path)!r} must hold a JSON object of field values")
+    return data
+
+
 def load_config(path: str | Path) -> Config:
-    """Read a config written by :func:`save_config` (or any JSON of field values).
+    """Read a run's config written by :func:`save_config`.
+
+    A field the file lacks takes its default, except the fields of
+    :data:`EARLIER_DEFAULTS`, which take the value runs had before the field
+    existed (the file was written before it did). For a file of changes to
+    today's defaults, use :func:`read_config_file` and
+    :func:`config_from_overrides`.
 
     Raises
     ------
     MusicRLError
         If the file is missing, not JSON, or holds a bad field.
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise MusicRLError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
-    except (ValueError, RecursionError) as e:  # bad JSON, bytes that are not UTF-8, absurd nesting
-        raise MusicRLError(f"config file {str(path)!r} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise MusicRLError(f"config file {str(path)!r} must hold a JSON object of field values")
-    return config_from_overrides(data)
+    data = read_config_file(path)
+    return config_from_overrides({**EARLIER_DEFAULTS, **data})

@@ -22,7 +22,6 @@ The tables come from the runs' ``metrics.json`` files (:func:`collect`):
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import subprocess
@@ -33,7 +32,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .config import config_from_overrides
+from .config import config_from_overrides, read_config_file
 from .errors import MusicRLError
 
 __all__ = [
@@ -105,14 +104,7 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         unknown or out of range (the message names the file).
     """
     path = Path(path).expanduser()
-    try:
-        overrides = json.loads(path.read_text())
-    except OSError as e:
-        raise MusicRLError(f"cannot read experiment file {str(path)!r}: {e.strerror or e}") from None
-    except ValueError as e:
-        raise MusicRLError(f"experiment file {str(path)!r} is not valid JSON: {e}") from None
-    if not isinstance(overrides, dict):
-        raise MusicRLError(f"experiment file {str(path)!r} must hold a JSON object of config fields")
+    overrides = read_config_file(path, what="experiment file")
     if "seed" in overrides:
         raise MusicRLError(f"experiment file {str(path)!r} sets 'seed': the sweep gives the seeds")
     try:
