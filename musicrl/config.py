@@ -210,7 +210,7 @@ class Config:
     collapse_every: int = 10
     """Compute the collapse measures of metrics.jsonl every this many iterations."""
     on_nonfinite: str = "stop"
-    """On a NaN/inf reward, loss or weight: 'stop' the run (last checkpoint kept) or 'skip' the batch (update undone)."""
+    """On a NaN/inf reward, loss or weight: 'stop' the run (last checkpoint kept) or 'skip' the batch (every update it made undone: weights, optimizer slots, D's replay buffer, the baseline and return statistics)."""
     deterministic: bool = False
     """Ask TensorFlow for deterministic kernels, so a seed reproduces a run exactly (slower)."""
     real_mel_cache: int = 4096

@@ -359,6 +359,7 @@ class ReplayBuffer:
         self.size = 0
         self.pos = 0
         self.n_seen = 0
+        self._undo: tuple | None = None  # what mark() saw, and the clips add() overwrote since
 
     def __len__(self) -> int:
         return self.size
@@ -377,6 +378,10 @@ class ReplayBuffer:
             )
         arr = arr[-self.capacity :]
         idx = (self.pos + np.arange(len(arr))) % self.capacity
+        if self._undo is not None:
+            marked_size, kept = self._undo[0], self._undo[-1]
+            for i in idx[idx < marked_size]:
+                kept.setdefault(int(i), self.items[i].copy())
         self.items[idx] = arr
         self.pos = int((self.pos + len(arr)) % self.capacity)
         self.size = min(self.capacity, self.size + len(arr))
@@ -412,6 +417,27 @@ class ReplayBuffer:
         self.add(arr)
         return out, n_old
 
+    def mark(self) -> None:
+        """Remember the buffer as it is now, so :meth:`undo` can return to it.
+
+        Until the next mark, :meth:`add` keeps a copy of each stored clip it
+        overwrites: the cost is the clips added since, not the whole buffer.
+        """
+        self._undo = (self.size, self.pos, self.n_seen, self.rng.bit_generator.state, self.items is None, {})
+
+    def undo(self) -> None:
+        """Return to the last :meth:`mark`: its clips, counters and random state."""
+        if self._undo is None:
+            raise MusicRLError("replay buffer: nothing to undo (call mark() first)")
+        size, pos, n_seen, rng_state, was_empty, kept = self._undo
+        for i, clip in kept.items():
+            self.items[i] = clip
+        kept.clear()
+        if was_empty:  # the clips' shape is set again by the next add
+            self.items = None
+        self.size, self.pos, self.n_seen = size, pos, n_seen
+        self.rng.bit_generator.state = rng_state
+
     def get_state(self) -> dict[str, np.ndarray]:
         """The buffer as a dict of arrays (``np.savez(path, **state)`` stores it)."""
         items = np.zeros((0,), np.float32) if self.items is None else self.items[: self.size].copy()
@@ -436,6 +462,7 @@ class ReplayBuffer:
             self.items = None
         self.size, self.pos, self.n_seen = size, pos, n_seen
         self.rng.bit_generator.state = json.loads(str(np.asarray(state["rng_state"])))
+        self._undo = None
 
 
 # --------------------------------------------------------------------------
@@ -487,6 +514,7 @@ class DiscriminatorTrainer:
         self.optimizer = keras.optimizers.Adam(cfg.d_learning_rate, beta_1=cfg.d_beta_1)
         self.optimizer.build(self.model.trainable_variables)
         self.rng = as_rng(cfg.seed if seed is None else seed)
+        self._marked_rng_state: dict | None = None
         self.buffer = (
             ReplayBuffer(cfg.d_replay_capacity, seed=self.rng.integers(2**63))
             if cfg.d_replay_share > 0
@@ -662,6 +690,23 @@ class DiscriminatorTrainer:
         if self.buffer is not None:
             state.update({f"replay_{k}": v for k, v in self.buffer.get_state().items()})
         return state
+
+    def mark(self) -> None:
+        """Remember the random state and the replay buffer, so :meth:`undo` can return to them.
+
+        The model's and optimizer's variables are not covered: copy them apart.
+        """
+        self._marked_rng_state = self.rng.bit_generator.state
+        if self.buffer is not None:
+            self.buffer.mark()
+
+    def undo(self) -> None:
+        """Return the random state and the replay buffer to the last :meth:`mark`."""
+        if self._marked_rng_state is None:
+            raise MusicRLError("discriminator trainer: nothing to undo (call mark() first)")
+        self.rng.bit_generator.state = self._marked_rng_state
+        if self.buffer is not None:
+            self.buffer.undo()
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state` returned."""

@@ -454,28 +454,38 @@ def _check_weights(state: TrainState, where: str) -> None:
         raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at {where}")
 
 
-def _snapshot(state: TrainState) -> list[tuple[Any, np.ndarray]]:
+def _snapshot(state: TrainState) -> dict[str, Any]:
+    """What a batch changes, to undo it (:func:`_restore`): weights, optimizer slots, statistics, replay."""
     variables = (
         list(state.policy.variables) + list(state.policy_optimizer.variables)
         + list(state.pretrain_optimizer.variables)
         + list(state.d.model.variables) + list(state.d.optimizer.variables)
     )
-    return [(v, np.array(v.numpy())) for v in variables]
+    state.d.mark()
+    return {
+        "variables": [(v, np.array(v.numpy())) for v in variables],
+        "baseline": state.baseline.get_state(),
+        "normalizer": state.normalizer.get_state(),
+    }
 
 
-def _restore(snapshot: list[tuple[Any, np.ndarray]]) -> None:
-    for v, value in snapshot:
+def _restore(state: TrainState, snapshot: dict[str, Any]) -> None:
+    for v, value in snapshot["variables"]:
         v.assign(value)
+    state.baseline.set_state(snapshot["baseline"])
+    state.normalizer.set_state(snapshot["normalizer"])
+    state.d.undo()
 
 
-def _skip_batch(error: NonFiniteError, snapshot: list | None, skips: int, log: Callable[[str], None]) -> int:
+def _skip_batch(error: NonFiniteError, state: TrainState, snapshot: dict | None, skips: int,
+                log: Callable[[str], None]) -> int:
     """Undo a batch that gave a NaN/inf and return the count of batches skipped in a row.
 
     Re-raises ``error`` when skipping is off (no snapshot) or too many batches in a row failed.
     """
     if snapshot is None or skips >= _MAX_SKIPS:
         raise error
-    _restore(snapshot)
+    _restore(state, snapshot)
     log(f"skipped a batch: {error}")
     return skips + 1
 
@@ -896,7 +906,7 @@ def _train_run(
                         _check_finite(f"pretraining step {step}", {"pretraining loss (NLL)": nll})
                         _check_weights(state, f"pretraining step {step}")
                     except NonFiniteError as e:
-                        skips = _skip_batch(e, snapshot, skips, log)
+                        skips = _skip_batch(e, state, snapshot, skips, log)
                         continue
                     skips = 0
                     state.pretrain_steps_done = step
@@ -967,7 +977,7 @@ def _train_run(
                     if fused:
                         _check_finite(where, {"D loss": d_stats["loss"]})
                     rewards = logits_to_rewards(pred_gen, **reward_kwargs(cfg))
-                    # checked before the baseline and normalizer see them, so a skipped batch leaves no trace
+                    # before the normalizer sees them: it stops on a NaN with an error that cannot be skipped
                     _check_finite(where, {"rewards": rewards})
                     returns = discounted_returns(rewards, gamma=cfg.reward_gamma)
                     if cfg.reward_normalize:
@@ -1024,7 +1034,7 @@ def _train_run(
                     _check_weights(state, where)
                     t5 = time.perf_counter()
                 except NonFiniteError as e:
-                    skips = _skip_batch(e, snapshot, skips, log)
+                    skips = _skip_batch(e, state, snapshot, skips, log)
                     continue
                 skips = 0
 

@@ -453,6 +453,63 @@ def test_trainer_state_round_trip_reproduces_batches(rng):
     np.testing.assert_array_equal(other.buffer.mix(gen, 0.5), trainer.buffer.mix(gen, 0.5))
 
 
+@pytest.mark.parametrize("capacity,filled,adds", [
+    (6, 0, [4]),          # empty at the mark
+    (6, 4, [1]),          # not yet full: nothing stored is overwritten
+    (6, 6, [4, 4]),       # full, wrapping round twice
+    (5, 3, [2, 9]),       # a batch larger than the buffer
+], ids=["empty", "filling", "wrapping", "oversized"])
+def test_replay_undo_returns_to_the_mark(rng, capacity, filled, adds):
+    buf = ReplayBuffer(capacity, seed=3)
+    if filled:
+        buf.add(rng.normal(size=(filled, 2)).astype(np.float32))
+    before = buf.get_state()
+    buf.mark()
+    for n in adds:
+        buf.mix(rng.normal(size=(n, 2)).astype(np.float32), 0.5)
+    buf.undo()
+    after = buf.get_state()
+    np.testing.assert_array_equal(after["items"], before["items"])
+    np.testing.assert_array_equal(after["counters"], before["counters"])
+    assert after["rng_state"] == before["rng_state"]
+    # a second undo returns to the same mark; the next batch sees what it would have seen
+    fresh = ReplayBuffer(capacity, seed=99)
+    fresh.set_state(before)
+    batch = rng.normal(size=(3, 2)).astype(np.float32)
+    buf.mix(batch, 0.5)
+    buf.undo()
+    np.testing.assert_array_equal(buf.mix(batch, 0.5), fresh.mix(batch, 0.5))
+    np.testing.assert_array_equal(buf.get_state()["items"], fresh.get_state()["items"])
+
+
+def test_replay_undo_needs_a_mark_and_forgets_it_on_a_loaded_state():
+    buf = ReplayBuffer(4, seed=0)
+    with pytest.raises(MusicRLError, match="nothing to undo"):
+        buf.undo()
+    buf.mark()
+    buf.set_state(ReplayBuffer(4, seed=1).get_state())
+    with pytest.raises(MusicRLError, match="nothing to undo"):
+        buf.undo()
+
+
+def test_trainer_undo_restores_replay_and_random_state(rng):
+    cfg = Config(n_steps=4, d_arch="seq", d_channels=8, d_replay_share=0.5, d_replay_capacity=8)
+    make = lambda: (rng.random((4, 4, cfg.n_pitches)) < 0.1).astype(np.float32)  # noqa: E731
+    trainer = DiscriminatorTrainer(cfg, seed=5)
+    trainer.train_step(make(), make())
+    before = trainer.get_state()
+    trainer.mark()
+    for _ in range(3):
+        trainer.train_step(make(), make())
+    trainer.undo()
+    after = trainer.get_state()
+    assert after.keys() == before.keys()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k])
+    with pytest.raises(MusicRLError, match="nothing to undo"):
+        DiscriminatorTrainer(cfg, seed=5).undo()
+
+
 # --- probabilities, accuracy and fitting D alone -------------------------------------
 
 

@@ -404,6 +404,32 @@ def test_inf_reward_is_skipped_at_that_iteration(midi_dir, tmp_path, monkeypatch
     assert all(np.isfinite(r[k]) for r in rows for k in ("reward_mean", "baseline", "policy_loss", "d_loss"))
 
 
+def test_batch_skipped_after_d_learned_from_it_leaves_replay_and_statistics_untouched(midi_dir, tmp_path,
+                                                                                    monkeypatch):
+    # a NaN in the policy loss comes after D's update put the batch in the replay buffer and after the
+    # baseline and the return normalizer took it in: the skip must take all of it back
+    real_step = training.reinforce_step
+    calls = []
+
+    def nan_once(*args, **kwargs):
+        stats = real_step(*args, **kwargs)
+        calls.append(1)
+        return {**stats, "loss": float("nan")} if len(calls) == 1 else stats
+
+    monkeypatch.setattr(training, "reinforce_step", nan_once)
+    messages = []
+    cfg = tiny_cfg(iterations=2, pretrain_steps=0, deterministic=False, on_nonfinite="skip",
+                   reward_normalize=True, d_replay_share=0.25, d_steps=2)
+    result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=messages.append)
+    assert [m for m in messages if m.startswith("skipped")] == ["skipped a batch: non-finite policy loss at iteration 1"]
+    assert result.status == "finished" and result.iteration == 2 and len(calls) == 3
+    arrays, meta = load_checkpoint(result.checkpoint)
+    capacity, size, pos, n_seen = arrays["d_replay_counters"].tolist()
+    assert n_seen == 2 * cfg.d_steps * cfg.batch_size  # two kept iterations, each storing its batch per D step
+    assert meta["baseline_n_updates"] == 2
+    assert meta["normalizer"]["count"] == 2 * cfg.batch_size * cfg.n_steps
+
+
 def test_full_disk_while_training_is_one_clear_error_line(midi_dir, tmp_path, monkeypatch, capsys):
     ckpts = run_paths(tmp_path / "full").checkpoints
     real_replace = os.replace
