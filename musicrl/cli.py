@@ -29,7 +29,7 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--config",
         metavar="FILE.json",
-        help="JSON file of config fields (e.g. a run's saved config.json)",
+        help="JSON file of config fields (e.g. a run's saved config.json); fields it leaves out take today's defaults",
     )
     group.add_argument(
         "--set",

@@ -421,7 +421,8 @@ class ReplayBuffer:
         """Remember the buffer as it is now, so :meth:`undo` can return to it.
 
         Until the next mark, :meth:`add` keeps a copy of each stored clip it
-        overwrites: the cost is the clips added since, not the whole buffer.
+        overwrites: the cost is the clips added since (at most the whole
+        buffer), not a copy of the buffer at every mark.
         """
         self._undo = (self.size, self.pos, self.n_seen, self.rng.bit_generator.state, self.items is None, {})
 
@@ -704,13 +705,14 @@ class DiscriminatorTrainer:
         """Return the random state and the replay buffer to the last :meth:`mark`."""
         if self._marked_rng_state is None:
             raise MusicRLError("discriminator trainer: nothing to undo (call mark() first)")
-        self.rng.bit_generator.state = self._marked_rng_state
         if self.buffer is not None:
             self.buffer.undo()
+        self.rng.bit_generator.state = self._marked_rng_state
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state` returned."""
+        """Restore what :meth:`get_state` returned (and forget the last :meth:`mark`)."""
         self.rng.bit_generator.state = json.loads(str(np.asarray(state["trainer_rng_state"])))
+        self._marked_rng_state = None
         if self.buffer is not None:
             self.buffer.set_state({k[len("replay_"):]: v for k, v in state.items() if k.startswith("replay_")})
 

@@ -455,7 +455,7 @@ def test_trainer_state_round_trip_reproduces_batches(rng):
 
 @pytest.mark.parametrize("capacity,filled,adds", [
     (6, 0, [4]),          # empty at the mark
-    (6, 4, [1]),          # not yet full: nothing stored is overwritten
+    (6, 3, [2]),          # not yet full: nothing stored is overwritten
     (6, 6, [4, 4]),       # full, wrapping round twice
     (5, 3, [2, 9]),       # a batch larger than the buffer
 ], ids=["empty", "filling", "wrapping", "oversized"])
@@ -508,6 +508,12 @@ def test_trainer_undo_restores_replay_and_random_state(rng):
         np.testing.assert_array_equal(after[k], before[k])
     with pytest.raises(MusicRLError, match="nothing to undo"):
         DiscriminatorTrainer(cfg, seed=5).undo()
+    # a loaded state forgets the mark: undo is refused and leaves the loaded state as it is
+    trainer.mark()
+    trainer.set_state(before)
+    with pytest.raises(MusicRLError, match="nothing to undo"):
+        trainer.undo()
+    assert trainer.get_state()["trainer_rng_state"] == before["trainer_rng_state"]
 
 
 # --- probabilities, accuracy and fitting D alone -------------------------------------

@@ -414,20 +414,49 @@ def test_batch_skipped_after_d_learned_from_it_leaves_replay_and_statistics_unto
     def nan_once(*args, **kwargs):
         stats = real_step(*args, **kwargs)
         calls.append(1)
-        return {**stats, "loss": float("nan")} if len(calls) == 1 else stats
+        return {**stats, "loss": float("nan")} if len(calls) == 2 else stats
 
+    # what the loop holds besides weights, as it was when the batch began and after the skip undid it
+    def host_state(state):
+        return {**{f"d_{k}": np.array(v, copy=True) for k, v in state.d.get_state().items()},
+                "baseline": state.baseline.get_state(), "normalizer": state.normalizer.get_state()}
+
+    seen = {"snapshot": [], "restored": []}
+    real_snapshot, real_restore = training._snapshot, training._restore
+
+    def snapshot(state):
+        out = real_snapshot(state)
+        seen["snapshot"].append(host_state(state))
+        return out
+
+    def restore(state, snap):
+        real_restore(state, snap)
+        seen["restored"].append(host_state(state))
+
+    monkeypatch.setattr(training, "_snapshot", snapshot)
+    monkeypatch.setattr(training, "_restore", restore)
     monkeypatch.setattr(training, "reinforce_step", nan_once)
     messages = []
-    cfg = tiny_cfg(iterations=2, pretrain_steps=0, deterministic=False, on_nonfinite="skip",
+    cfg = tiny_cfg(iterations=3, pretrain_steps=0, deterministic=False, on_nonfinite="skip",
                    reward_normalize=True, d_replay_share=0.25, d_steps=2)
+    # the NaN comes at the second iteration, when the replay buffer is full (capacity 16, 16 clips per iteration)
     result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=messages.append)
-    assert [m for m in messages if m.startswith("skipped")] == ["skipped a batch: non-finite policy loss at iteration 1"]
-    assert result.status == "finished" and result.iteration == 2 and len(calls) == 3
+    assert [m for m in messages if m.startswith("skipped")] == ["skipped a batch: non-finite policy loss at iteration 2"]
+    assert result.status == "finished" and result.iteration == 3 and len(calls) == 4
+    before, after = seen["snapshot"][1], seen["restored"][0]
+    assert before.keys() == after.keys() and before["d_replay_counters"][1] == 16
+    for k in before:
+        if isinstance(before[k], np.ndarray):
+            np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+        else:
+            assert after[k].keys() == before[k].keys()
+            for j in before[k]:
+                np.testing.assert_array_equal(after[k][j], before[k][j], err_msg=f"{k}.{j}")
     arrays, meta = load_checkpoint(result.checkpoint)
     capacity, size, pos, n_seen = arrays["d_replay_counters"].tolist()
-    assert n_seen == 2 * cfg.d_steps * cfg.batch_size  # two kept iterations, each storing its batch per D step
-    assert meta["baseline_n_updates"] == 2
-    assert meta["normalizer"]["count"] == 2 * cfg.batch_size * cfg.n_steps
+    assert n_seen == 3 * cfg.d_steps * cfg.batch_size  # three kept iterations, each storing its batch per D step
+    assert meta["baseline_n_updates"] == 3
+    assert meta["normalizer"]["count"] == 3 * cfg.batch_size * cfg.n_steps
 
 
 def test_full_disk_while_training_is_one_clear_error_line(midi_dir, tmp_path, monkeypatch, capsys):
