@@ -149,7 +149,10 @@ def run_sweep(
         ``<out>`` (see :func:`write_results`).
     minutes : float or None
         Training time per run, pretraining included (None: the
-        configuration's own ``iterations`` / ``minutes``).
+        configuration's own ``iterations`` / ``minutes``). The data set is
+        built or checked (``python -m musicrl data``, logged to
+        ``<out>/<experiment>/data.log``) before an experiment's runs, so no
+        run's budget pays for building it.
     data : path-like, optional
         A MIDI folder to train on (default: the configuration's data set).
     n, d_epochs : int
@@ -189,6 +192,12 @@ def run_sweep(
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     for exp in exps:
+        if any(not (root / exp.name / _SEED_DIR.format(s) / "checkpoints").is_dir() for s in seeds):
+            # build (or check) the data set here, so the first run's time budget does not pay for it
+            cmd = [python, "-m", "musicrl", "data", "--config", str(exp.path), "--no-progress"]
+            if data is not None:
+                cmd += ["--from", str(data)]
+            _run_logged(cmd, root / exp.name / "data.log", env, f"{exp.name}: the data set")
         for seed in seeds:
             run_dir = root / exp.name / _SEED_DIR.format(seed)
             if (run_dir / "metrics.json").is_file():

@@ -209,10 +209,14 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert saved["seed"] == 3 and saved["batch_size"] == 8
     assert "trained and evaluated" in lines[0]
     assert (out / "results.md").is_file() and (out / "tiny" / "seed3.train.log").is_file()
+    # the data set was loaded before the run, outside its time budget
+    assert "8 pieces" in (out / "tiny" / "data.log").read_text()
+    (out / "tiny" / "data.log").unlink()
     again = []
     kept = sweep.run_sweep([exp], seeds=[3], out=out, minutes=None, data=music, log=again.append)
     assert repr(kept) == repr(rows)  # repr: the real set's NaN equals itself
     assert again == ["tiny seed 3: evaluated already, kept"]
+    assert not (out / "tiny" / "data.log").exists()  # nothing left to train: no data step
     (out / "results.md").unlink()
     code, stdout, _ = _cli(["sweep", str(exp), "--out", str(out), "--table-only"])
     assert code == 0 and "## Targets" in stdout and (out / "results.md").is_file()
