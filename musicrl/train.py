@@ -454,12 +454,17 @@ def _check_weights(state: TrainState, where: str) -> None:
         raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at {where}")
 
 
-def _snapshot(state: TrainState) -> dict[str, Any]:
-    """What a batch changes, to undo it (:func:`_restore`): weights, optimizer slots, statistics, replay."""
-    variables = (
-        list(state.policy.variables) + list(state.policy_optimizer.variables)
-        + list(state.pretrain_optimizer.variables)
-        + list(state.d.model.variables) + list(state.d.optimizer.variables)
+def _snapshot(state: TrainState, *, adversarial: bool = True) -> dict[str, Any]:
+    """What a batch changes, to undo it (:func:`_restore`): weights, optimizer slots, statistics, replay.
+
+    A pretraining step (``adversarial=False``) changes only the policy and its
+    pretraining optimizer, so only those are copied.
+    """
+    variables = list(state.policy.variables) + list(state.pretrain_optimizer.variables)
+    if not adversarial:
+        return {"variables": [(v, np.array(v.numpy())) for v in variables]}
+    variables += (
+        list(state.policy_optimizer.variables) + list(state.d.model.variables) + list(state.d.optimizer.variables)
     )
     state.d.mark()
     return {
@@ -472,9 +477,10 @@ def _snapshot(state: TrainState) -> dict[str, Any]:
 def _restore(state: TrainState, snapshot: dict[str, Any]) -> None:
     for v, value in snapshot["variables"]:
         v.assign(value)
-    state.baseline.set_state(snapshot["baseline"])
-    state.normalizer.set_state(snapshot["normalizer"])
-    state.d.undo()
+    if "baseline" in snapshot:
+        state.baseline.set_state(snapshot["baseline"])
+        state.normalizer.set_state(snapshot["normalizer"])
+        state.d.undo()
 
 
 def _skip_batch(error: NonFiniteError, state: TrainState, snapshot: dict | None, skips: int,
@@ -897,7 +903,7 @@ def _train_run(
                     rng = _loop_rng(state, dist, _PRETRAIN_STREAM, state.pretrain_steps_done + 1)
                     real_seqs = sample_real_seqs(real_windows, _n_rows(dist, cfg.batch_size), rng,
                                                  transpose=cfg.transpose)
-                    snapshot = _snapshot(state) if cfg.on_nonfinite == "skip" else None
+                    snapshot = _snapshot(state, adversarial=False) if cfg.on_nonfinite == "skip" else None
                     step_fn = pretrain_step if dist is None else dist.pretrain_step
                     nll = step_fn(state.policy, state.pretrain_optimizer, real_seqs,
                                   clip_norm=cfg.policy_clip_norm or None, dropout=cfg.policy_dropout, rng=rng)

@@ -13,6 +13,7 @@ Runs are tiny (settings of ``test_train.TINY``: 4-chord episodes, batches of
 
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -404,6 +405,34 @@ def test_inf_reward_is_skipped_at_that_iteration(midi_dir, tmp_path, monkeypatch
     assert all(np.isfinite(r[k]) for r in rows for k in ("reward_mean", "baseline", "policy_loss", "d_loss"))
 
 
+def test_pretraining_step_with_nan_is_skipped_and_its_weights_taken_back(midi_dir, tmp_path, monkeypatch):
+    real_step = training.pretrain_step
+    entry_weights = []
+
+    def nan_once(policy, optimizer, *args, **kwargs):
+        entry_weights.append([np.array(v.numpy()) for v in policy.trainable_variables])
+        nll = real_step(policy, optimizer, *args, **kwargs)
+        if len(entry_weights) == 2:  # the step learnt, then went bad: a weight and the loss are NaN
+            w = policy.trainable_variables[0]
+            w.assign(np.full(w.shape, np.nan, dtype=np.float32))
+            return float("nan")
+        return nll
+
+    monkeypatch.setattr(training, "pretrain_step", nan_once)
+    messages = []
+    result = training.train(tiny_cfg(iterations=1, pretrain_steps=3, mle_every=0, deterministic=False,
+                                     on_nonfinite="skip"),
+                            data=midi_dir, out=tmp_path, progress=False, log=messages.append)
+    assert [m for m in messages if m.startswith("skipped")] == [
+        "skipped a batch: non-finite pretraining loss (NLL) at pretraining step 2"]
+    assert result.status == "finished" and len(entry_weights) == 4
+    # the retry of step 2 starts from the weights step 2 started from
+    for before, retry in zip(entry_weights[1], entry_weights[2]):
+        np.testing.assert_array_equal(retry, before)
+    rows = [json.loads(line) for line in (result.run_dir / "pretrain.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(np.isfinite(r["nll"]) for r in rows)
+
+
 def test_batch_skipped_after_d_learned_from_it_leaves_replay_and_statistics_untouched(midi_dir, tmp_path,
                                                                                     monkeypatch):
     # a NaN in the policy loss comes after D's update put the batch in the replay buffer and after the
@@ -424,8 +453,8 @@ def test_batch_skipped_after_d_learned_from_it_leaves_replay_and_statistics_unto
     seen = {"snapshot": [], "restored": []}
     real_snapshot, real_restore = training._snapshot, training._restore
 
-    def snapshot(state):
-        out = real_snapshot(state)
+    def snapshot(state, **kwargs):
+        out = real_snapshot(state, **kwargs)
         seen["snapshot"].append(host_state(state))
         return out
 
