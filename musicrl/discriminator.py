@@ -64,6 +64,7 @@ __all__ = [
     "StepGather",
     "build_discriminator",
     "check_d_inputs",
+    "d_loss_terms",
     "d_input_kind",
     "d_input_shape",
     "d_inputs",
@@ -482,6 +483,99 @@ def _scores_in_update(cfg, model: keras.Model) -> bool:
     )
 
 
+def d_loss_terms(
+    model: keras.Model,
+    cfg: Any,
+    real_x: tf.Tensor,
+    gen_x: tf.Tensor,
+    mix_eps: tf.Tensor,
+    *,
+    reduce: Callable[[tf.Tensor], tf.Tensor] = tf.reduce_mean,
+) -> dict[str, tf.Tensor]:
+    """D's training loss on a batch of real and generated inputs, term by term.
+
+    Differentiate ``loss`` inside a ``tf.GradientTape`` to update D (this
+    function runs the model in training mode and changes nothing).
+
+    Parameters
+    ----------
+    model : keras.Model
+        D.
+    cfg : Config
+        Reads ``d_loss_steps``, ``d_label_smoothing``, ``d_gp_kind``,
+        ``d_gp_weight`` and ``d_minibatch_std``.
+    real_x : tf.Tensor, shape=(b_real, *d_input_shape(cfg)), float32
+        Real inputs, labelled ``1 - d_label_smoothing``.
+    gen_x : tf.Tensor, shape=(b_gen, *d_input_shape(cfg)), float32
+        Generated inputs, labelled 0.
+    mix_eps : tf.Tensor, shape=(>= min(b_real, b_gen),), float32
+        Mixing weights of the WGAN-GP penalty (unused otherwise).
+    reduce : callable
+        Turns a per-clip vector into the batch's scalar: the mean on one
+        device; under ``tf.distribute`` a sum divided by the global batch
+        (``tf.nn.compute_average_loss``), so replicas' terms add up to the
+        whole batch's mean.
+
+    Returns
+    -------
+    terms : dict of tf.Tensor
+        Scalars ``loss`` (``loss_real + loss_gen + d_gp_weight * gp``),
+        ``loss_real``, ``loss_gen`` (sigmoid cross-entropy, mean over the
+        trained steps of a clip), ``gp`` (the unweighted penalty, 0 when off),
+        ``acc_real``, ``acc_gen`` (on the last step); and ``logits_gen``,
+        shape=(b_gen, n_steps), D's per-step logits of ``gen_x``.
+    """
+
+    def trained(logits):
+        return logits[:, -1:] if cfg.d_loss_steps == "last" else logits
+
+    def score(logits):
+        # the scalar whose input gradient is penalized: the mean trained logit per clip
+        return tf.reduce_sum(tf.reduce_mean(trained(logits), axis=1))
+
+    gp_on = cfg.d_gp_weight > 0
+    per_clip_gp = None
+    if gp_on and cfg.d_gp_kind == "r1":
+        with tf.GradientTape() as gp_tape:
+            gp_tape.watch(real_x)
+            logits_real = model(real_x, training=True)
+            real_score = score(logits_real)
+        per_clip_gp = 0.5 * tf.reduce_sum(tf.square(gp_tape.gradient(real_score, real_x)), axis=[1, 2])
+        logits_gen = model(gen_x, training=True)
+    elif cfg.d_minibatch_std or gp_on:
+        # batch statistics must not mix real and generated clips
+        logits_real = model(real_x, training=True)
+        logits_gen = model(gen_x, training=True)
+    else:
+        n_real = tf.shape(real_x)[0]
+        logits = model(tf.concat([real_x, gen_x], axis=0), training=True)
+        logits_real, logits_gen = logits[:n_real], logits[n_real:]
+    if gp_on and cfg.d_gp_kind == "wgan_gp":
+        n = tf.minimum(tf.shape(real_x)[0], tf.shape(gen_x)[0])
+        eps = mix_eps[:n, None, None]
+        x_hat = eps * real_x[:n] + (1.0 - eps) * gen_x[:n]
+        with tf.GradientTape() as gp_tape:
+            gp_tape.watch(x_hat)
+            mixed_score = score(model(x_hat, training=True))
+        grad = gp_tape.gradient(mixed_score, x_hat)
+        per_clip_gp = tf.square(tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2]) + 1e-12) - 1.0)
+    lr, lg = trained(logits_real), trained(logits_gen)
+    y_real = tf.fill(tf.shape(lr), 1.0 - cfg.d_label_smoothing)
+    loss_real = reduce(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y_real, logits=lr), axis=1))
+    loss_gen = reduce(tf.reduce_mean(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.zeros_like(lg), logits=lg), axis=1))
+    gp = tf.constant(0.0) if per_clip_gp is None else reduce(per_clip_gp)
+    return {
+        "loss": loss_real + loss_gen + cfg.d_gp_weight * gp,
+        "loss_real": loss_real,
+        "loss_gen": loss_gen,
+        "gp": gp,
+        "acc_real": reduce(tf.cast(logits_real[:, -1] > 0, tf.float32)),
+        "acc_gen": reduce(tf.cast(logits_gen[:, -1] < 0, tf.float32)),
+        "logits_gen": logits_gen,
+    }
+
+
 class DiscriminatorTrainer:
     """Trains D on real vs generated inputs (keras-io GAN style, one compiled step).
 
@@ -533,13 +627,6 @@ class DiscriminatorTrainer:
     def _predict_graph(self, x):
         return self.model(x, training=False)
 
-    def _loss_steps(self, logits):
-        return logits[:, -1:] if self.cfg.d_loss_steps == "last" else logits
-
-    def _score(self, logits):
-        # the scalar whose input gradient is penalized: the mean trained logit per clip
-        return tf.reduce_sum(tf.reduce_mean(self._loss_steps(logits), axis=1))
-
     def _train_score_graph(self, real_x, gen_x, mix_eps, swapped_x=None):
         # swapped_x is None when replay swapped nothing (an empty batch would not pass the convolutions);
         # it is read before the update: the scores are the ones of the D that the update starts from
@@ -552,58 +639,11 @@ class DiscriminatorTrainer:
         return out
 
     def _train_graph(self, real_x, gen_x, mix_eps):
-        cfg = self.cfg
-        gp_on = cfg.d_gp_weight > 0
         with tf.GradientTape() as tape:
-            if gp_on and cfg.d_gp_kind == "r1":
-                with tf.GradientTape() as gp_tape:
-                    gp_tape.watch(real_x)
-                    logits_real = self.model(real_x, training=True)
-                    score = self._score(logits_real)
-                grad = gp_tape.gradient(score, real_x)
-                gp = 0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(grad), axis=[1, 2]))
-                logits_gen = self.model(gen_x, training=True)
-            elif cfg.d_minibatch_std or gp_on:
-                # batch statistics must not mix real and generated clips
-                logits_real = self.model(real_x, training=True)
-                logits_gen = self.model(gen_x, training=True)
-                gp = tf.constant(0.0)
-            else:
-                n_real = tf.shape(real_x)[0]
-                logits = self.model(tf.concat([real_x, gen_x], axis=0), training=True)
-                logits_real, logits_gen = logits[:n_real], logits[n_real:]
-                gp = tf.constant(0.0)
-            if gp_on and cfg.d_gp_kind == "wgan_gp":
-                n = tf.minimum(tf.shape(real_x)[0], tf.shape(gen_x)[0])
-                eps = mix_eps[:n, None, None]
-                x_hat = eps * real_x[:n] + (1.0 - eps) * gen_x[:n]
-                with tf.GradientTape() as gp_tape:
-                    gp_tape.watch(x_hat)
-                    score = self._score(self.model(x_hat, training=True))
-                grad = gp_tape.gradient(score, x_hat)
-                norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2]) + 1e-12)
-                gp = tf.reduce_mean(tf.square(norm - 1.0))
-            lr = self._loss_steps(logits_real)
-            lg = self._loss_steps(logits_gen)
-            y_real = tf.fill(tf.shape(lr), 1.0 - cfg.d_label_smoothing)
-            y_gen = tf.zeros_like(lg)
-            loss_real = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y_real, logits=lr))
-            loss_gen = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y_gen, logits=lg))
-            loss = loss_real + loss_gen + cfg.d_gp_weight * gp
+            out = d_loss_terms(self.model, self.cfg, real_x, gen_x, mix_eps)
         variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        acc_real = tf.reduce_mean(tf.cast(logits_real[:, -1] > 0, tf.float32))
-        acc_gen = tf.reduce_mean(tf.cast(logits_gen[:, -1] < 0, tf.float32))
-        return {
-            "loss": loss,
-            "loss_real": loss_real,
-            "loss_gen": loss_gen,
-            "gp": gp,
-            "acc_real": acc_real,
-            "acc_gen": acc_gen,
-            "logits_gen": logits_gen,
-        }
+        self.optimizer.apply_gradients(zip(tape.gradient(out["loss"], variables), variables))
+        return out
 
     # public ----------------------------------------------------------------
     @property

@@ -57,7 +57,7 @@ import numpy as np
 import tensorflow as tf
 
 from .agent import ChordPolicy, pretrain_step, reinforce_step
-from .discriminator import DiscriminatorTrainer, check_d_inputs
+from .discriminator import DiscriminatorTrainer, check_d_inputs, d_loss_terms
 from .errors import MusicRLError
 from .seeding import as_rng
 
@@ -304,19 +304,19 @@ def d_replica_losses(
 ) -> dict[str, tf.Tensor]:
     """D's loss on one replica's share of a batch, averaged over the GLOBAL batch.
 
-    The loss of :meth:`DiscriminatorTrainer.train_step` written per clip:
-    each term is a sum over this replica's clips divided by
-    ``global_batch_size`` (``tf.nn.compute_average_loss``), so the terms of
-    all replicas add up to the one-device means over the whole batch and
-    their gradients add up to its gradient.
+    :func:`~musicrl.discriminator.d_loss_terms` (the loss of
+    :meth:`DiscriminatorTrainer.train_step`) with each term a sum over this
+    replica's clips divided by ``global_batch_size``
+    (``tf.nn.compute_average_loss``), so the terms of all replicas add up to
+    the one-device means over the whole batch and their gradients add up to
+    its gradient.
 
     Parameters
     ----------
     model : keras.Model
         D.
     cfg : Config
-        Reads ``d_loss_steps``, ``d_label_smoothing``, ``d_gp_kind``,
-        ``d_gp_weight`` and ``d_minibatch_std``.
+        As for :func:`~musicrl.discriminator.d_loss_terms`.
     real_x, gen_x : tf.Tensor, shape=(b, *d_input_shape(cfg)), float32
         This replica's real and generated clips (same ``b``).
     mix_eps : tf.Tensor, shape=(b,), float32
@@ -331,52 +331,10 @@ def d_replica_losses(
         ``gp`` (unweighted), ``acc_real``, ``acc_gen``: this replica's
         shares, to be summed over replicas (``ReduceOp.SUM``).
     """
-
-    def trained(logits):
-        return logits[:, -1:] if cfg.d_loss_steps == "last" else logits
-
     average = partial(tf.nn.compute_average_loss, global_batch_size=global_batch_size)
-    gp_on = cfg.d_gp_weight > 0
-    per_clip_gp = tf.zeros(tf.shape(real_x)[:1])
-    if gp_on and cfg.d_gp_kind == "r1":
-        with tf.GradientTape() as gp_tape:
-            gp_tape.watch(real_x)
-            logits_real = model(real_x, training=True)
-            score = tf.reduce_sum(tf.reduce_mean(trained(logits_real), axis=1))
-        grad = gp_tape.gradient(score, real_x)
-        per_clip_gp = 0.5 * tf.reduce_sum(tf.square(grad), axis=[1, 2])
-        logits_gen = model(gen_x, training=True)
-    elif cfg.d_minibatch_std or gp_on:
-        # batch statistics must not mix real and generated clips
-        logits_real = model(real_x, training=True)
-        logits_gen = model(gen_x, training=True)
-    else:
-        n_real = tf.shape(real_x)[0]
-        logits = model(tf.concat([real_x, gen_x], axis=0), training=True)
-        logits_real, logits_gen = logits[:n_real], logits[n_real:]
-    if gp_on and cfg.d_gp_kind == "wgan_gp":
-        eps = mix_eps[:, None, None]
-        x_hat = eps * real_x + (1.0 - eps) * gen_x
-        with tf.GradientTape() as gp_tape:
-            gp_tape.watch(x_hat)
-            score = tf.reduce_sum(tf.reduce_mean(trained(model(x_hat, training=True)), axis=1))
-        grad = gp_tape.gradient(score, x_hat)
-        norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2]) + 1e-12)
-        per_clip_gp = tf.square(norm - 1.0)
-    lr, lg = trained(logits_real), trained(logits_gen)
-    y_real = tf.fill(tf.shape(lr), 1.0 - cfg.d_label_smoothing)
-    loss_real = average(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y_real, logits=lr), axis=1))
-    loss_gen = average(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.zeros_like(lg), logits=lg),
-                                      axis=1))
-    gp = average(per_clip_gp)
-    return {
-        "loss": loss_real + loss_gen + cfg.d_gp_weight * gp,
-        "loss_real": loss_real,
-        "loss_gen": loss_gen,
-        "gp": gp,
-        "acc_real": average(tf.cast(logits_real[:, -1] > 0, tf.float32)),
-        "acc_gen": average(tf.cast(logits_gen[:, -1] < 0, tf.float32)),
-    }
+    terms = d_loss_terms(model, cfg, real_x, gen_x, mix_eps, reduce=average)
+    del terms["logits_gen"]
+    return terms
 
 
 # --------------------------------------------------------------------------
