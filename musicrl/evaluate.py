@@ -932,7 +932,6 @@ COLUMN_DOCS: dict[str, str] = {
 _COPY_RUN_LENGTH = 8
 _SEQ_SPLITS = 5
 _D_BATCH = 32
-_DENSE_CHORD = 8  # clips with denser chords are turned into mels apart (see _d_inputs_for)
 _FORMAT = 1
 
 
@@ -974,19 +973,14 @@ def rand_progression_seqs(n: int, cfg: Any, *, seed: Any = 0) -> np.ndarray:
 
 
 def _d_inputs_for(seqs: np.ndarray, cfg: Any) -> np.ndarray:
-    """D inputs of a set; clips of dense chords are transformed apart, since the fast
-    mel path pads a whole call to its widest chord (the numbers are the same)."""
+    """D inputs of a set; its mels through the fast path grouped by chord width, since a set may hold
+    a few clips of dense chords."""
     from .discriminator import d_input_kind, d_inputs
+    from .mel import seq_to_mel_by_width
 
     if d_input_kind(cfg) != "mel":
         return d_inputs(seqs, cfg)
-    dense = seqs.sum(axis=2).max(axis=1) > _DENSE_CHORD
-    if dense.all() or not dense.any():
-        return d_inputs(seqs, cfg)
-    x = np.empty((len(seqs), cfg.n_frames, cfg.n_mels), np.float32)
-    x[~dense] = d_inputs(seqs[~dense], cfg)
-    x[dense] = d_inputs(seqs[dense], cfg)
-    return x
+    return d_inputs(seqs, cfg, mels=seq_to_mel_by_width(seqs, **cfg.seq_mel_kwargs()))
 
 
 def compare_to_real(

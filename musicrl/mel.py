@@ -45,6 +45,7 @@ __all__ = [
     "mel_filters",
     "n_mel_frames",
     "seq_to_mel",
+    "seq_to_mel_by_width",
     "wav_to_mel",
     "wav_to_mel_librosa",
 ]
@@ -614,3 +615,71 @@ def seq_to_mel(
             chunk = np.concatenate([chunk, pad])
         out[lo : lo + chunk_size] = plan.fn(tf.constant(chunk)).numpy()[: min(chunk_size, batch - lo)]
     return out
+
+
+def seq_to_mel_by_width(
+    seqs: np.ndarray,
+    *,
+    widths: tuple[int, ...] = (4, 8),
+    batch_multiple: int = 16,
+    **seq_mel_kwargs: Any,
+) -> np.ndarray:
+    """:func:`seq_to_mel` of a batch whose chords differ in width, its clips grouped by their widest chord.
+
+    The fast path gathers as many notes per step as the widest chord of the
+    call, and compiles once per note count and batch size. So a few dense
+    chords (a policy's free-pitch branch) would make the whole batch as slow
+    as they are, and batches whose widest chord changes from call to call
+    would keep recompiling. Here clips whose widest chord has at most
+    ``widths[0]`` notes are transformed together with that many note slots,
+    the next up to ``widths[1]``, and so on; denser clips apart. Each group is
+    padded with silent clips to a multiple of ``batch_multiple``, so a loop
+    sees a few batch shapes. The numbers are those of :func:`seq_to_mel`.
+
+    Parameters
+    ----------
+    seqs : array-like, shape=(batch, n_steps, n_pitches) or (n_steps, n_pitches)
+        Multi-hot chords.
+    widths : tuple of int
+        Increasing note counts that bound the groups.
+    batch_multiple : int
+        Each group's batch is padded to a multiple of this.
+    **seq_mel_kwargs
+        The synth and mel settings of :func:`seq_to_mel` (``Config.seq_mel_kwargs()``).
+
+    Returns
+    -------
+    mels : np.ndarray, shape=(batch, n_frames, n_mels), dtype=float32
+        As :func:`seq_to_mel`.
+
+    Raises
+    ------
+    MusicRLError
+        On a malformed seq or a bad setting.
+    """
+    if not (isinstance(widths, tuple) and widths and all(
+            isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in widths)
+            and all(a < b for a, b in zip(widths[:-1], widths[1:]))):
+        raise MusicRLError(f"widths must be a tuple of increasing positive ints, got {widths!r}")
+    if isinstance(batch_multiple, bool) or not isinstance(batch_multiple, (int, np.integer)) or batch_multiple < 1:
+        raise MusicRLError(f"batch_multiple must be a positive int, got {batch_multiple!r}")
+    seqs = check_seqs(seqs, name="seqs")
+    width = (seqs > 0).sum(axis=2).max(axis=1)
+    groups = [(width <= widths[0], int(widths[0]))]
+    groups += [((width > lo) & (width <= hi), int(hi)) for lo, hi in zip(widths[:-1], widths[1:])]
+    groups.append((width > widths[-1], 0))
+    mels = None
+    for rows, note_slots in groups:
+        n = int(rows.sum())
+        if n == 0:
+            continue
+        size = -(-n // batch_multiple) * batch_multiple
+        padded = np.zeros((size, *seqs.shape[1:]), np.float32)
+        padded[:n] = seqs[rows]
+        out = seq_to_mel(padded, note_slots=note_slots, **seq_mel_kwargs)[:n]
+        if mels is None:
+            mels = np.empty((len(seqs), *out.shape[1:]), np.float32)
+        mels[rows] = out
+    if mels is None:  # an empty batch
+        return seq_to_mel(seqs, **seq_mel_kwargs)
+    return mels

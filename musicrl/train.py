@@ -76,7 +76,7 @@ from .data import RealData, load_default, load_folder, resolve_data_dir, sample_
 from .discriminator import DiscriminatorTrainer, d_input_kind, d_inputs
 from .distribute import Distribution, make_distribution
 from .errors import MusicRLError
-from .mel import seq_to_mel
+from .mel import seq_to_mel_by_width
 from .metrics import distinct_chords, pitch_class_overlap, top_pitch_share
 from .reward import (
     MovingAverageBaseline,
@@ -124,9 +124,6 @@ RESUME_FIELDS = (
 _RARE_SHARE = 0.01  # pitches below 1% of the notes are dropped before counting distinct chords
 _N_REFERENCE = 1024  # real windows the pitch-class overlap is measured against
 _MAX_SKIPS = 10  # consecutive skipped batches after which on_nonfinite='skip' gives up
-_DENSE_CHORD = 8  # clips with a chord of more notes are turned into mels apart from the others
-_NOTE_SLOTS = (4, _DENSE_CHORD)  # note slots per step of the mel groups of sparser clips
-_MEL_BATCH_STEP = 16  # mel batches are padded to a multiple of this many clips
 # streams of the generators of workers of a cluster, keyed by (seed, stream, counter, worker)
 _ROLLOUT_STREAM = 11
 _PRETRAIN_STREAM = 12
@@ -497,40 +494,8 @@ def _skip_batch(error: NonFiniteError, state: TrainState, snapshot: dict | None,
 
 
 def _seq_mels(seqs: np.ndarray, cfg: Config) -> np.ndarray:
-    """``mel.seq_to_mel`` of a batch, its clips grouped by their widest chord.
-
-    The fast path gathers as many notes per step as the widest chord of the
-    call and compiles once per width and batch size, so a few dense chords
-    (the policy's free-pitch branch) would make the whole batch as slow as
-    they are, and batches whose widest chord changes from one iteration to
-    the next would keep recompiling. Clips of up to 4 notes per step are
-    transformed together with 4 note slots, clips of up to
-    ``_DENSE_CHORD`` with that many, denser ones apart. The numbers are the
-    same either way.
-    """
-    width = seqs.sum(axis=2).max(axis=1)
-    mels = np.empty((len(seqs), cfg.n_frames, cfg.n_mels), np.float32)
-    edges = (-1, *_NOTE_SLOTS, math.inf)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        group = (width > lo) & (width <= hi)
-        if group.any():
-            mels[group] = _padded_mels(seqs[group], cfg, note_slots=0 if hi == math.inf else int(hi))
-    return mels
-
-
-def _padded_mels(seqs: np.ndarray, cfg: Config, *, note_slots: int = 0) -> np.ndarray:
-    """``mel.seq_to_mel`` with the batch padded by silent clips to a multiple of 16.
-
-    Every new batch shape is compiled once; padding keeps the shapes of
-    small batches (dense clips, real clips missing from the cache) to a few.
-    """
-    n = len(seqs)
-    size = -(-n // _MEL_BATCH_STEP) * _MEL_BATCH_STEP
-    if size == n:
-        return seq_to_mel(seqs, note_slots=note_slots, **cfg.seq_mel_kwargs())
-    padded = np.zeros((size, *seqs.shape[1:]), np.float32)
-    padded[:n] = seqs
-    return seq_to_mel(padded, note_slots=note_slots, **cfg.seq_mel_kwargs())[:n]
+    """Log-mels of a batch through the fast path, clips grouped by chord width (few compiled shapes)."""
+    return seq_to_mel_by_width(seqs, **cfg.seq_mel_kwargs())
 
 
 def _peak_rss_mb() -> float:

@@ -102,6 +102,31 @@ def test_note_slots_do_not_change_mels(rng, note_slots):
                                atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("widths, batch_multiple", [((4, 8), 16), ((2, 4), 4), ((1,), 1)])
+def test_grouping_by_chord_width_does_not_change_mels(rng, widths, batch_multiple):
+    # chords of 0 to 4 notes and one clip of a 6-note chord, the groups interleaved in the batch
+    seqs = rand_seqs(rng, 6)
+    seqs[2, 3, 10:16] = 1
+    kw = {**SYNTH, **MEL}
+    got = mel.seq_to_mel_by_width(seqs, widths=widths, batch_multiple=batch_multiple, **kw)
+    assert got.shape == (6, mel.n_mel_frames(4 * 8000, hop_length=256), 64) and got.dtype == np.float32
+    np.testing.assert_allclose(got, mel.seq_to_mel(seqs, **kw), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("seqs, override, match", [
+    (np.zeros((2, 4, 48)), {"widths": (4, 4)}, "widths"),
+    (np.zeros((2, 4, 48)), {"widths": (0, 4)}, "widths"),
+    (np.zeros((2, 4, 48)), {"widths": [4, 8]}, "widths"),
+    (np.zeros((2, 4, 48)), {"widths": ()}, "widths"),
+    (np.zeros((2, 4, 48)), {"batch_multiple": 0}, "batch_multiple"),
+    (np.zeros(48), {}, "shape"),
+    (np.full((2, 4, 48), np.nan), {}, "NaN"),
+])
+def test_seq_to_mel_by_width_bad_input_raises(seqs, override, match):
+    with pytest.raises(MusicRLError, match=match):
+        mel.seq_to_mel_by_width(seqs, **{**SYNTH, **MEL, **override})
+
+
 def test_a4_peak_band():
     a4 = np.eye(48, dtype=np.float32)[[33] * 4]
     wav = synth.seq_to_wav(a4, **{**SYNTH, "n_harmonics": 1})
