@@ -494,8 +494,10 @@ def d_loss_terms(
 ) -> dict[str, tf.Tensor]:
     """D's training loss on a batch of real and generated inputs, term by term.
 
-    Differentiate ``loss`` inside a ``tf.GradientTape`` to update D (this
-    function runs the model in training mode and changes nothing).
+    Differentiate ``loss`` inside a ``tf.GradientTape`` to update D. The
+    model runs in training mode and no update is applied here (layers with
+    training-mode state, such as spectral normalisation's power iteration,
+    update it as in any training call).
 
     Parameters
     ----------

@@ -680,6 +680,6 @@ def seq_to_mel_by_width(
         if mels is None:
             mels = np.empty((len(seqs), *out.shape[1:]), np.float32)
         mels[rows] = out
-    if mels is None:  # an empty batch
-        return seq_to_mel(seqs, **seq_mel_kwargs)
+    if mels is None:  # an empty batch: the shape of one clip's mel, with no clips
+        return seq_to_mel(np.zeros((1, *seqs.shape[1:]), np.float32), **seq_mel_kwargs)[:0]
     return mels

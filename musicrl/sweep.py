@@ -149,10 +149,12 @@ def run_sweep(
         ``<out>`` (see :func:`write_results`).
     minutes : float or None
         Training time per run, pretraining included (None: the
-        configuration's own ``iterations`` / ``minutes``). The data set is
-        built or checked (``python -m musicrl data``, logged to
-        ``<out>/<experiment>/data.log``) before an experiment's runs, so no
-        run's budget pays for building it.
+        configuration's own ``iterations`` / ``minutes``). Before an
+        experiment's runs, ``python -m musicrl data`` (logged to
+        ``<out>/<experiment>/data.log``) builds the chorale set and caches its
+        quantized pieces, so no run's budget pays for that; a folder of the
+        user's own files is checked there but, never written to, is read
+        again by each run.
     data : path-like, optional
         A MIDI folder to train on (default: the configuration's data set).
     n, d_epochs : int

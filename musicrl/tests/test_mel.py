@@ -104,13 +104,15 @@ def test_note_slots_do_not_change_mels(rng, note_slots):
 
 @pytest.mark.parametrize("widths, batch_multiple", [((4, 8), 16), ((2, 4), 4), ((1,), 1)])
 def test_grouping_by_chord_width_does_not_change_mels(rng, widths, batch_multiple):
-    # chords of 0 to 4 notes and one clip of a 6-note chord, the groups interleaved in the batch
+    # chords of 0 to 4 notes and one clip with a chord of 6 or more, the groups interleaved in the batch
     seqs = rand_seqs(rng, 6)
     seqs[2, 3, 10:16] = 1
     kw = {**SYNTH, **MEL}
     got = mel.seq_to_mel_by_width(seqs, widths=widths, batch_multiple=batch_multiple, **kw)
     assert got.shape == (6, mel.n_mel_frames(4 * 8000, hop_length=256), 64) and got.dtype == np.float32
     np.testing.assert_allclose(got, mel.seq_to_mel(seqs, **kw), atol=1e-4, rtol=0)
+    assert mel.seq_to_mel_by_width(seqs[:0], widths=widths, batch_multiple=batch_multiple, **kw).shape == (
+        0, *got.shape[1:])
 
 
 @pytest.mark.parametrize("seqs, override, match", [
