@@ -158,10 +158,10 @@ def _check_wavs(wavs, *, ndim_ok: tuple[int, ...], name: str = "wavs") -> np.nda
     return arr
 
 
-def _check_chunk(chunk_size) -> int:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise MusicRLError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
-    return int(chunk_size)
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise MusicRLError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
 
 
 # --- librosa reference ---------------------------------------------------------
@@ -332,7 +332,7 @@ def wav_to_mel(
     import tensorflow as tf
 
     _check_mel_settings(sr, n_fft, hop_length, n_mels, fmin, fmax, top_db)
-    chunk_size = _check_chunk(chunk_size)
+    chunk_size = _check_positive_int(chunk_size, "chunk_size")
     wavs = _check_wavs(wavs, ndim_ok=(1, 2)).astype(np.float32)
     if wavs.ndim == 1:
         wavs = wavs[None]
@@ -576,7 +576,7 @@ def seq_to_mel(
     import tensorflow as tf
 
     seqs = check_seqs(seqs, name="seqs")
-    chunk_size = _check_chunk(chunk_size)
+    chunk_size = _check_positive_int(chunk_size, "chunk_size")
     if isinstance(note_slots, bool) or not isinstance(note_slots, (int, np.integer)) or note_slots < 0:
         raise MusicRLError(f"note_slots must be a non-negative int, got {note_slots!r}")
     synth_kwargs = dict(sr=sr, step_seconds=step_seconds, lowest_pitch=lowest_pitch,
@@ -661,8 +661,7 @@ def seq_to_mel_by_width(
             isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in widths)
             and all(a < b for a, b in zip(widths[:-1], widths[1:]))):
         raise MusicRLError(f"widths must be a tuple of increasing positive ints, got {widths!r}")
-    if isinstance(batch_multiple, bool) or not isinstance(batch_multiple, (int, np.integer)) or batch_multiple < 1:
-        raise MusicRLError(f"batch_multiple must be a positive int, got {batch_multiple!r}")
+    batch_multiple = _check_positive_int(batch_multiple, "batch_multiple")
     seqs = check_seqs(seqs, name="seqs")
     width = (seqs > 0).sum(axis=2).max(axis=1)
     groups = [(width <= widths[0], int(widths[0]))]
