@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 
-def runs_parser(doc: str, n_help: str) -> argparse.ArgumentParser:
+def runs_parser(doc: str, n_help: str, n_default: int = 512) -> argparse.ArgumentParser:
     """A parser of ``--runs`` (trained run folders), ``--n``, ``--seed`` and ``--out``; ``doc`` is the script's docstring."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", required=True, help="trained run folders")
-    parser.add_argument("--n", type=int, default=512, help=f"{n_help} (default 512)")
+    parser.add_argument("--n", type=int, default=n_default, help=f"{n_help} (default {n_default})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the table to this markdown file")
     return parser

@@ -37,8 +37,8 @@ SETS = ("real", "pretrained", "agent")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = runs_parser(__doc__, "pieces per set")
-    parser.set_defaults(n=256)
+    # the sweep's evaluation draws 256 pieces per set: the same n makes draw 0 that evaluation
+    parser = runs_parser(__doc__, "pieces per set", n_default=256)
     parser.add_argument("--draws", type=int, default=5, help="evaluation seeds seed .. seed + draws - 1 (default 5)")
     args = parser.parse_args(argv)
     if args.draws < 2:
@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     averaged = []
-    for run in args.runs:
+    for i, run in enumerate(args.runs):
         path = Path(run)
         found = re.fullmatch(r"seed(\d+)", path.name)
-        seed = int(found.group(1)) if found else len(averaged)
+        seed = int(found.group(1)) if found else i
         table = {s: {m: [] for m in MEASURES} for s in SETS}
         for k in range(args.seed, args.seed + args.draws):
             evaluation = evaluate_run(path, n=args.n, seed=k, d_test=False, plots=False, write=False,
