@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.seed, args.seed + args.draws):
             evaluation = evaluate_run(path, n=args.n, seed=k, d_test=False, plots=False, write=False,
                                       progress=False)
+            if "pretrained" not in evaluation["table"]:
+                parser.error(f"{path} has no 'pretrained' checkpoint: there is no change to measure")
             for s in SETS:
                 for m in MEASURES:
                     table[s][m].append(float(evaluation["table"][s][m]))
