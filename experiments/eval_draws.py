@@ -24,7 +24,6 @@ Usage::
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 
@@ -60,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     averaged = []
     for i, run in enumerate(args.runs):
         path = Path(run)
-        found = re.fullmatch(r"seed(\d+)", path.name)
-        seed = int(found.group(1)) if found else i
         table = {s: {m: [] for m in MEASURES} for s in SETS}
         for k in range(args.seed, args.seed + args.draws):
             evaluation = evaluate_run(path, n=args.n, seed=k, d_test=False, plots=False, write=False,
@@ -80,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {path.parent.name}/{path.name} | {m} | " + " | ".join(cells)
                          + f" | {change.mean():+.3f} ± {change.std(ddof=1):.3f} | {better_way} of {args.draws} |")
         for s in SETS:
-            averaged.append({"experiment": path.parent.name, "seed": seed, "set": s,
+            # paired_changes pairs a run's sets by (experiment, seed): the run's place in --runs is key enough
+            averaged.append({"experiment": path.parent.name, "seed": i, "set": s,
                              **{m: float(np.mean(table[s][m])) for m in MEASURES}})
 
     lines += [
