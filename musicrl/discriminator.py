@@ -64,6 +64,7 @@ __all__ = [
     "StepGather",
     "build_discriminator",
     "check_d_inputs",
+    "check_d_seqs",
     "d_loss_terms",
     "d_input_kind",
     "d_input_shape",
@@ -144,6 +145,17 @@ def check_d_inputs(x: Any, cfg, *, name: str = "x") -> np.ndarray:
     return arr
 
 
+def check_d_seqs(seqs: Any, cfg, *, name: str = "seqs") -> np.ndarray:
+    """Validate pieces for D: multi-hot seqs of ``cfg.n_steps`` steps on ``cfg.n_pitches`` pitches.
+
+    Returns the seqs as float32, shape=(batch, n_steps, n_pitches).
+    """
+    seqs = check_seqs(seqs, n_pitches=cfg.n_pitches, name=name)
+    if seqs.shape[1] != cfg.n_steps:
+        raise MusicRLError(f"{name} must have {cfg.n_steps} steps (cfg.n_steps), got shape {seqs.shape}")
+    return seqs
+
+
 def d_inputs(seqs: Any, cfg, *, mels: Any = None) -> np.ndarray:
     """What D reads for a batch of pieces: their mels, or their seqs for the 'seq' D.
 
@@ -160,9 +172,7 @@ def d_inputs(seqs: Any, cfg, *, mels: Any = None) -> np.ndarray:
     -------
     x : np.ndarray, float32, shape=(batch, *d_input_shape(cfg))
     """
-    seqs = check_seqs(seqs, n_pitches=cfg.n_pitches)
-    if seqs.shape[1] != cfg.n_steps:
-        raise MusicRLError(f"seqs must have {cfg.n_steps} steps, got shape {seqs.shape}")
+    seqs = check_d_seqs(seqs, cfg)
     if d_input_kind(cfg) == "seq":
         return seqs
     if mels is None:

@@ -975,9 +975,11 @@ def rand_progression_seqs(n: int, cfg: Any, *, seed: Any = 0) -> np.ndarray:
 def _d_inputs_for(seqs: np.ndarray, cfg: Any) -> np.ndarray:
     """D inputs of a set; its mels through the fast path grouped by chord width, since a set may hold
     a few clips of dense chords."""
-    from .discriminator import d_input_kind, d_inputs
+    from .discriminator import check_d_seqs, d_input_kind, d_inputs
     from .mel import seq_to_mel_by_width
 
+    # before any synthesis, so a set of the wrong length fails at once
+    seqs = check_d_seqs(seqs, cfg)
     if d_input_kind(cfg) != "mel":
         return d_inputs(seqs, cfg)
     return d_inputs(seqs, cfg, mels=seq_to_mel_by_width(seqs, **cfg.seq_mel_kwargs()))
@@ -1062,6 +1064,14 @@ def compare_to_real(
     """
     gen = check_seqs(gen_seqs, n_pitches=cfg.n_pitches, name="gen_seqs")
     real = check_seqs(real_seqs, n_pitches=cfg.n_pitches, name="real_seqs")
+    if d_test:
+        # D reads cfg.n_steps steps: a set of another length fails here, not after minutes of synthesis
+        from .discriminator import check_d_seqs
+
+        if gen_x is None:
+            check_d_seqs(gen, cfg, name="gen_seqs")
+        if real_x is None:
+            check_d_seqs(real, cfg, name="real_seqs")
     if len(gen) == 0 or len(real) == 0:
         raise MusicRLError(f"compare_to_real needs clips in both sets, got {len(gen)} and {len(real)}")
     d_epochs = _check_int(d_epochs, "d_epochs", 1)

@@ -14,6 +14,7 @@ from musicrl.discriminator import (
     ReplayBuffer,
     build_discriminator,
     check_d_inputs,
+    check_d_seqs,
     d_input_kind,
     d_input_shape,
     d_inputs,
@@ -388,6 +389,17 @@ def test_bad_inputs_raise(cfg):
         d_inputs(np.zeros((1, cfg.n_steps + 1, cfg.n_pitches)), cfg)
     with pytest.raises(MusicRLError, match="callable"):
         predict_step_logits(42, np.zeros((1, cfg.n_frames, cfg.n_mels)))
+
+
+@pytest.mark.parametrize("shape,match", [
+    ((2, 1, 48), "4 steps"), ((2, 4, 47), "48 pitch columns"), ((3,), "shape"),
+])
+def test_check_d_seqs_names_what_is_wrong(shape, match):
+    cfg = Config(n_steps=4, n_pitches=48)
+    with pytest.raises(MusicRLError, match=f"gen_seqs must .*{match}"):
+        check_d_seqs(np.zeros(shape), cfg, name="gen_seqs")
+    ok = check_d_seqs(np.ones((2, 4, 48), bool), cfg)
+    assert ok.dtype == np.float32 and ok.shape == (2, 4, 48)
 
 
 # --- replay buffer ------------------------------------------------------------------

@@ -158,6 +158,19 @@ def test_compare_to_real_rejects_bad_sets():
         evaluate.compare_to_real(good, good, cfg, d_epochs=0)
 
 
+def test_compare_to_real_rejects_a_set_of_the_wrong_length_before_synthesis(monkeypatch):
+    cfg = Config(n_steps=4)
+    good = evaluate.rand_progression_seqs(4, cfg, seed=0)
+    longer = evaluate.rand_progression_seqs(4, Config(n_steps=8), seed=0)
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("synthesised a set that D cannot read")
+
+    monkeypatch.setattr("musicrl.mel.seq_to_mel_by_width", no_synthesis)
+    with pytest.raises(MusicRLError, match="gen_seqs must have 4 steps"):
+        evaluate.compare_to_real(longer, good, cfg, d_test=True, seed=0)
+
+
 def test_grouped_folds_stop_a_classifier_from_recognising_pieces(rng):
     # 12 real and 12 generated "pieces" from one distribution, 6 near-identical windows each:
     # only the identity of a piece tells the sets apart
