@@ -251,6 +251,9 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--d-train-n", type=int, default=None, metavar="M",
                    help="clips of each kind the discriminator trained on the training pieces learns from "
                         "(default 4 x --n)")
+    p.add_argument("--data", metavar="DIR",
+                   help="the real data's folder instead of the one the run recorded (a run moved from another "
+                        "checkout or machine; a note says so when its pieces differ from the run's)")
     p.add_argument("--no-d", action="store_true", help="skip the fresh-discriminator test (fast)")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--out", metavar="DIR", help="folder for compare.md (the side-by-side table)")
@@ -265,7 +268,7 @@ def _run_evaluate(args: argparse.Namespace, cfg: Config) -> int:
     for run in args.run:
         evaluation = evaluate.evaluate_run(
             run, n=args.n, seed=args.seed, d_test=not args.no_d, d_epochs=args.d_epochs, d_splits=args.d_splits,
-            n_d_train=args.d_train_n, plots=not args.no_plots, progress=not args.no_progress,
+            n_d_train=args.d_train_n, data_dir=args.data, plots=not args.no_plots, progress=not args.no_progress,
         )
         evaluations.append(evaluation)
         print(f"## {evaluation['name']} (checkpoint {evaluation['checkpoint']})\n")

@@ -1273,7 +1273,13 @@ def _policy_of(policy: Any, run_dir: Path, loaded: Path, wanted: Path) -> Any:
 
 
 def load_eval_sets(
-    run_dir: Any, *, n: int = 256, seed: int = 0, n_d_train: int | None = None, progress: bool = False
+    run_dir: Any,
+    *,
+    n: int = 256,
+    seed: int = 0,
+    n_d_train: int | None = None,
+    data_dir: Any = None,
+    progress: bool = False,
 ) -> EvalSets:
     """The pieces an evaluation of a run compares.
 
@@ -1306,6 +1312,10 @@ def load_eval_sets(
         Seed of every draw.
     n_d_train : int, optional
         Clips of each kind to train that test on (default ``4 * n``; 0: none).
+    data_dir : str or path-like, optional
+        The real data's folder, instead of the one the run recorded: for a
+        run moved to another machine or checkout. A note says so when its
+        training or held-out pieces are not those the run was split with.
     progress : bool
         Show a progress bar while reading MIDI files.
 
@@ -1343,15 +1353,22 @@ def load_eval_sets(
 
     run_info = _read_json(paths.run) if paths.run.is_file() else {}
     data_info = run_info.get("data") or {}
-    root = data_info.get("root") or run_info.get("data_dir") or str(resolve_data_dir(cfg))
+    if data_dir is not None:
+        root = str(data_dir)
+    else:
+        root = data_info.get("root") or run_info.get("data_dir") or str(resolve_data_dir(cfg))
     try:
         real_data = load_folder(root, cfg, progress=progress)
     except MusicRLError as e:
-        raise MusicRLError(f"cannot load the run's data folder {root!r}: {e}") from None
+        hint = "" if data_dir is not None else " (a run moved from another checkout: give the folder, evaluate --data DIR)"
+        raise MusicRLError(f"cannot load the run's data folder {root!r}{hint}: {e}") from None
     notes = []
-    if "train_names" in data_info and list(data_info["train_names"]) != list(real_data.train_names):
-        notes.append(f"the training pieces of {root} differ from those the run trained on "
-                     f"({len(real_data.train_names)} now, {len(data_info['train_names'])} then)")
+    for part in ("train", "heldout"):
+        then, now = data_info.get(f"{part}_names"), getattr(real_data, f"{part}_names")
+        if then is not None and list(then) != list(now):
+            what = "training" if part == "train" else "held-out"
+            notes.append(f"the {what} pieces of {root} differ from those the run was split with "
+                         f"({len(now)} now, {len(then)} then)")
 
     real_a, reference, groups, split_info, split_notes = _split_real(real_data, n, np.random.default_rng([seed, 0]))
     notes += split_notes
@@ -1411,6 +1428,7 @@ def evaluate_run(
     d_epochs: int = 20,
     d_splits: int = 3,
     n_d_train: int | None = None,
+    data_dir: Any = None,
     plots: bool = True,
     write: bool = True,
     progress: bool = True,
@@ -1451,6 +1469,9 @@ def evaluate_run(
     n_d_train : int, optional
         Clips of each kind the ``fresh_d_full_acc`` discriminator trains on
         (default ``4 * n``; see :func:`load_eval_sets`).
+    data_dir : str or path-like, optional
+        The real data's folder instead of the one the run recorded
+        (see :func:`load_eval_sets`).
     plots : bool
         Write the PNG plots.
     write : bool
@@ -1487,7 +1508,8 @@ def evaluate_run(
     seconds: dict[str, float] = {}
     try:
         bar.set_postfix_str("sampling the sets")
-        ev = load_eval_sets(run_dir, n=n, seed=seed, n_d_train=n_d_train if d_test else 0, progress=False)
+        ev = load_eval_sets(run_dir, n=n, seed=seed, n_d_train=n_d_train if d_test else 0, data_dir=data_dir,
+                            progress=False)
         cfg = ev.cfg
         seconds["sets"] = time.perf_counter() - t0
         bar.update(1)

@@ -303,11 +303,39 @@ def test_evaluate_several_runs_prints_and_writes_the_comparison(runs, evaluated,
                            "--out", str(tmp_path / "cmp")])
     assert code == 0, err
     assert [c[0] for c in calls] == ["x", "y"]
-    assert calls[0][1] == dict(n=7, seed=3, d_test=False, d_epochs=20, d_splits=3, n_d_train=None, plots=True,
-                               progress=True)
+    assert calls[0][1] == dict(n=7, seed=3, d_test=False, d_epochs=20, d_splits=3, n_d_train=None, data_dir=None,
+                               plots=True, progress=True)
     assert out.count("| set | n | fresh_d_acc") == 2
     text = (tmp_path / "cmp" / evaluate.COMPARISON_FILE).read_text()
     assert "real: run1 | real: run2" in text and "real: run1 | real: run2" in out
+
+
+def test_a_moved_run_evaluates_against_the_data_folder_given(runs, quick, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(runs["b"], moved)
+    info = json.loads((moved / "run.json").read_text())
+    music = info["data"]["root"]
+    info["data"]["root"] = str(tmp_path / "gone")
+    (moved / "run.json").write_text(json.dumps(info))
+    args = ["evaluate", "--run", str(moved), "--n", str(N), "--no-d", "--no-plots", "--no-progress"]
+    code, out, err = _cli(args)
+    assert code == 2 and "gone" in err and "--data" in err, err
+
+    here = tmp_path / "music"
+    shutil.copytree(music, here)
+    code, out, err = _cli(args + ["--data", str(here)])
+    assert code == 0, err
+    ev = _strict_json(moved / "metrics.json")
+    # the same pieces in another folder: the numbers of the run where it was trained
+    assert ev["table"] == quick[2]["table"]
+    assert not any("differ" in note for note in ev["notes"])
+
+    # other pieces: still evaluated, with a note that says so
+    sorted(here.glob("*.mid"))[0].unlink()
+    code, out, err = _cli(args + ["--data", str(here)])
+    assert code == 0, err
+    notes = _strict_json(moved / "metrics.json")["notes"]
+    assert any("differ from those the run was split with" in note for note in notes)
 
 
 # --------------------------------------------------------------------------
