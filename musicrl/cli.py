@@ -119,9 +119,10 @@ def _add_train_parser(subparsers, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="train an agent against the discriminator (writes a run folder)",
         description=(
-            "Pretrain the policy on real music, then train it by REINFORCE against a discriminator "
-            "that learns at the same time. Everything goes to a run folder <out>/<name>/: config.json, "
-            "run.json, metrics.jsonl, TensorBoard events, checkpoints and samples (.mid/.wav). "
+            "Pretrain the policy on real music, then train it by policy gradient (REINFORCE, then PPO's "
+            "clipped passes over each batch) against a discriminator that learns at the same time. "
+            "Everything goes to a run folder <out>/<name>/: config.json, run.json, metrics.jsonl, "
+            "TensorBoard events, checkpoints and samples (.mid/.wav). "
             "Ctrl-C writes a checkpoint and stops; --resume continues from it. "
             "Exit codes: 0 finished, 1 stopped on a NaN/inf, 2 error, 130 interrupted."
         ),

@@ -154,7 +154,7 @@ class Config:
     sample_temperature: float = 1.0
     """Temperature of sampling for listening and evaluation (training episodes are always drawn at 1)."""
     policy_learning_rate: float = 3e-4
-    """Adam learning rate of the REINFORCE updates."""
+    """Adam learning rate of the policy-gradient (REINFORCE / PPO) updates."""
     pretrain_learning_rate: float = 1e-3
     """Adam learning rate of the maximum-likelihood pretraining."""
     entropy_coef: float = 0.01
@@ -169,8 +169,9 @@ class Config:
     """In the teacher-forced steps of the adversarial phase, feed the policy its own draw instead of the real chord with this probability, the targets staying real (parallel scheduled sampling); pretraining never does."""
     pg_coef: float = 1.0
     """Weight of the critic's policy-gradient term (0: the critic does not move the policy, a control)."""
-    ppo_epochs: int = 1
-    """Policy updates per batch of episodes: 1 is plain REINFORCE; more reuse the batch with PPO's clipped surrogate."""
+    ppo_epochs: int = 4
+    """Policy updates per batch of episodes: 1 is plain REINFORCE; more reuse the batch with PPO's clipped surrogate
+    (the first pass is REINFORCE's gradient, the later ones are judged against the policy that played the batch)."""
     ppo_clip: float = 0.2
     """PPO's clip range of the probability ratio, in (0, 1) (used when ``ppo_epochs`` > 1)."""
     kl_schedule: str = "constant"

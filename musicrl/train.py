@@ -14,7 +14,9 @@ every iteration
    label smoothing and gradient penalty as configured); on one device the
    first update also gives step 3 its scores, from the D before the update;
 5. updates the policy by REINFORCE with an entropy bonus and a KL penalty
-   towards the frozen pretrained policy;
+   towards the frozen pretrained policy, in ``ppo_epochs`` passes over the
+   batch (after the first, PPO's clipped surrogate), then by one
+   teacher-forced maximum-likelihood step on real windows (``mle_every``);
 6. logs a row to ``metrics.jsonl`` and TensorBoard, and writes checkpoints
    and samples on schedule.
 
