@@ -443,7 +443,8 @@ def test_batch_skipped_after_d_learned_from_it_leaves_replay_and_statistics_unto
     def nan_once(*args, **kwargs):
         stats = real_step(*args, **kwargs)
         calls.append(1)
-        return {**stats, "loss": float("nan")} if len(calls) == 2 else stats
+        # the first pass of the second iteration (each iteration makes cfg.ppo_epochs passes)
+        return {**stats, "loss": float("nan")} if len(calls) == cfg.ppo_epochs + 1 else stats
 
     # what the loop holds besides weights, as it was when the batch began and after the skip undid it
     def host_state(state):
@@ -471,7 +472,8 @@ def test_batch_skipped_after_d_learned_from_it_leaves_replay_and_statistics_unto
     # the NaN comes at the second iteration, when the replay buffer is full (capacity 16, 16 clips per iteration)
     result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=messages.append)
     assert [m for m in messages if m.startswith("skipped")] == ["skipped a batch: non-finite policy loss at iteration 2"]
-    assert result.status == "finished" and result.iteration == 3 and len(calls) == 4
+    # three iterations' passes, and the skipped batch's first
+    assert result.status == "finished" and result.iteration == 3 and len(calls) == 3 * cfg.ppo_epochs + 1
     before, after = seen["snapshot"][1], seen["restored"][0]
     assert before.keys() == after.keys() and before["d_replay_counters"][1] == 16
     for k in before:
