@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from musicrl.errors import MusicRLError  # noqa: E402
-from musicrl.midi import MAX_MIDI_BYTES, MAX_MIDI_TRACKS, load_midi  # noqa: E402
+from musicrl.music.midi import MAX_MIDI_BYTES, MAX_MIDI_TRACKS, load_midi  # noqa: E402
 from musicrl.tests.test_robustness import (  # noqa: E402
     BYTE_MUTATIONS,
     CHUNK_MUTATIONS,
@@ -58,7 +58,7 @@ from musicrl.tests.test_robustness import (  # noqa: E402
     time_box,
     varint,
 )
-from musicrl.vectorize import MAX_SEQ_STEPS, midi_to_seq  # noqa: E402
+from musicrl.music.vectorize import MAX_SEQ_STEPS, midi_to_seq  # noqa: E402
 
 
 def _reason(message: str, path: str) -> str:

@@ -42,7 +42,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from musicrl import mel, midi, synth, vectorize  # noqa: E402
+from musicrl.audio import mel, synth  # noqa: E402
+
+from musicrl.music import midi, vectorize  # noqa: E402
 from musicrl.config import Config  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Throughput of the default training loop, and where its time goes.
 
-Runs ``musicrl.train.train`` with the default settings on the default chorale
+Runs ``musicrl.learning.train.train`` with the default settings on the default chorale
 set (built first if missing) for ``--warmup`` + ``--iterations`` adversarial
 iterations, in a temporary run folder, and reports over the measured
 iterations only (after the warm-up, so compilation is excluded):
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from musicrl.config import config_from_overrides
-    from musicrl.runs import read_metrics
-    from musicrl.train import train
+    from musicrl.store.runs import read_metrics
+    from musicrl.learning.train import train
 
     total = args.warmup + args.iterations
     sets = [f"iterations={total}", f"checkpoint_every={total + 1}", "sample_every=0", *args.set]

@@ -3,7 +3,7 @@
 For a trained run, every architecture ('cnn' and 'lstm' over log-mels, 'seq'
 over the symbolic chords) is trained anew to tell held-out real clips from
 random progressions, from the pretrained-only policy's pieces and from the
-agent's (``musicrl.evaluate.critic_comparison``: grouped folds, the same
+agent's (``musicrl.evaluation.evaluate.critic_comparison``: grouped folds, the same
 clips and seed for every architecture), and the held-out accuracies are
 printed as a markdown table (0.5: the critic cannot tell the sets apart).
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
 
-    from musicrl.evaluate import SET_LABELS, critic_comparison, load_eval_sets
+    from musicrl.evaluation.evaluate import SET_LABELS, critic_comparison, load_eval_sets
 
     t0 = time.perf_counter()
     ev = load_eval_sets(args.run, n=args.n, seed=args.seed)

@@ -11,7 +11,7 @@ samples change), without the fresh discriminators, and reports:
   the same source scores), the pretrained policy, the agent and their change,
   mean ± std over the draws (the std is the evaluation's noise on one run);
 * the runs' changes averaged over the draws, with the sweep's verdict
-  (:func:`musicrl.sweep.paired_changes`: the mean change goes the better way
+  (:func:`musicrl.evaluation.sweep.paired_changes`: the mean change goes the better way
   by more than the seed-to-seed spread, and every seed's change does).
 
 As a diagnostic beside the evaluation's pitch-class overlap, each set's
@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from musicrl.data import seqs_to_windows
-    from musicrl.evaluate import evaluate_run, load_eval_sets
-    from musicrl.metrics import pitch_class_overlap
-    from musicrl.sweep import BETTER, paired_changes
+    from musicrl.music.data import seqs_to_windows
+    from musicrl.evaluation.evaluate import evaluate_run, load_eval_sets
+    from musicrl.music.metrics import pitch_class_overlap
+    from musicrl.evaluation.sweep import BETTER, paired_changes
 
     measures = (*MEASURES, TRAIN_OVERLAP)
     better = {**BETTER, TRAIN_OVERLAP: BETTER["pitch_class_overlap"]}

@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from musicrl.evaluate import load_eval_sets
-    from musicrl.metrics import in_key_rate
+    from musicrl.evaluation.evaluate import load_eval_sets
+    from musicrl.music.metrics import in_key_rate
 
     t0 = time.perf_counter()
     rows: dict[str, list[np.ndarray]] = {"real (held out)": [], "pretrained": [], "agent": []}

@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from musicrl.evaluate import load_eval_sets, seq_two_sample_test
-    from musicrl.metrics import summarize
-    from musicrl.train import load_policy
+    from musicrl.evaluation.evaluate import load_eval_sets, seq_two_sample_test
+    from musicrl.music.metrics import summarize
+    from musicrl.learning.train import load_policy
 
     t0 = time.perf_counter()
     rows: dict[tuple[str, float], list[dict]] = {}

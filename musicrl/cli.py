@@ -85,7 +85,7 @@ def _print_real_data(real_data) -> None:
 
 
 def _run_data(args: argparse.Namespace, cfg: Config) -> int:
-    from . import data
+    from .music import data
 
     progress = not args.no_progress
     if args.source is not None:
@@ -158,7 +158,7 @@ def _given_fields(args: argparse.Namespace) -> dict:
 
 
 def _run_train(args: argparse.Namespace, cfg: Config) -> int:
-    from . import train as training
+    from .learning import train as training
 
     options = {k: getattr(args, k) for k in ("iterations", "minutes", "seed") if getattr(args, k) is not None}
     if args.minutes is not None and args.iterations is None:
@@ -209,7 +209,7 @@ def _add_sample_parser(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _run_sample(args: argparse.Namespace, cfg: Config) -> int:
-    from .train import sample_from_run
+    from .learning.train import sample_from_run
 
     out = args.out
     if out is None:
@@ -263,7 +263,7 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace, cfg: Config) -> int:
-    from . import evaluate
+    from .evaluation import evaluate
 
     evaluations = []
     for run in args.run:
@@ -301,7 +301,7 @@ def _add_compare_parser(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
-    from . import evaluate
+    from .evaluation import evaluate
 
     evaluations = [evaluate.load_evaluation(run) for run in args.runs]
     print(evaluate.comparison_table(evaluations))
@@ -341,7 +341,7 @@ def _add_sweep_parser(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _run_sweep(args: argparse.Namespace, cfg: Config) -> int:
-    from . import sweep
+    from .evaluation import sweep
 
     controls = []
     for pair in args.control:

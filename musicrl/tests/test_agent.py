@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from musicrl.agent import (
+from musicrl.learning.agent import (
     ChordPolicy,
     PolicySample,
     build_chord_vocab,
@@ -24,7 +24,7 @@ from musicrl.agent import (
 )
 from musicrl.config import Config
 from musicrl.errors import MusicRLError
-from musicrl.reward import MovingAverageBaseline, advantages, discounted_returns
+from musicrl.learning.reward import MovingAverageBaseline, advantages, discounted_returns
 
 # a one-octave grid: column p is pitch class p
 N_PITCHES = 12

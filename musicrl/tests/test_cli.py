@@ -9,7 +9,7 @@ import pytest
 
 from musicrl import cli
 from musicrl.cli import build_parser, main
-from musicrl.midi import rand_progression, save_midi
+from musicrl.music.midi import rand_progression, save_midi
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_bad_config_file(tmp_path, capsys):
 
 
 def test_data_builds_default_set_into_data_dir(tmp_path, capsys, monkeypatch):
-    from musicrl import data
+    from musicrl.music import data
 
     real_build = data.build_chorales
     monkeypatch.setattr(data, "build_chorales", lambda out, **kw: real_build(out, **{**kw, "limit": 2, "workers": 1}))

@@ -1,4 +1,4 @@
-"""Tests of musicrl.data: folders of MIDI files, the split, windows, the chorale set."""
+"""Tests of musicrl.music.data: folders of MIDI files, the split, windows, the chorale set."""
 
 import dataclasses
 import json
@@ -8,9 +8,9 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicrl import data
+from musicrl.music import data
 from musicrl.config import Config
-from musicrl.data import (
+from musicrl.music.data import (
     build_chorales,
     chorales_manifest,
     find_midi_files,
@@ -22,8 +22,8 @@ from musicrl.data import (
     split_names,
 )
 from musicrl.errors import MusicRLError
-from musicrl.midi import rand_progression, save_midi
-from musicrl.vectorize import midi_to_seq
+from musicrl.music.midi import rand_progression, save_midi
+from musicrl.music.vectorize import midi_to_seq
 
 
 def _drums_only():

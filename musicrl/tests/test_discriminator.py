@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from musicrl.config import Config
-from musicrl.discriminator import (
+from musicrl.learning.discriminator import (
     CNN_STRIDE,
     DiscriminatorTrainer,
     ReplayBuffer,
@@ -25,9 +25,9 @@ from musicrl.discriminator import (
     step_frame_indices,
 )
 from musicrl.errors import MusicRLError
-from musicrl.mel import seq_to_mel
-from musicrl.midi import rand_midis
-from musicrl.vectorize import midi_to_seq
+from musicrl.audio.mel import seq_to_mel
+from musicrl.music.midi import rand_midis
+from musicrl.music.vectorize import midi_to_seq
 
 ARCHS = ["cnn", "lstm", "seq"]
 

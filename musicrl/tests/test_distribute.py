@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import musicrl.train as training
-from musicrl.agent import build_policy, clone_policy, pretrain_step, reinforce_step
-from musicrl.checkpoint import checkpoint_name, latest_checkpoint, load_checkpoint
+import musicrl.learning.train as training
+from musicrl.learning.agent import build_policy, clone_policy, pretrain_step, reinforce_step
+from musicrl.store.checkpoint import checkpoint_name, latest_checkpoint, load_checkpoint
 from musicrl.config import config_from_overrides, load_config
-from musicrl.discriminator import DiscriminatorTrainer, build_discriminator, d_input_shape
-from musicrl.distribute import (
+from musicrl.learning.discriminator import DiscriminatorTrainer, build_discriminator, d_input_shape
+from musicrl.learning.distribute import (
     Distribution,
     GradientCatcher,
     configure_cpu_devices,
@@ -35,8 +35,8 @@ from musicrl.distribute import (
     parse_tf_config,
 )
 from musicrl.errors import MusicRLError
-from musicrl.midi import rand_progression, save_midi
-from musicrl.runs import read_metrics, run_paths
+from musicrl.music.midi import rand_progression, save_midi
+from musicrl.store.runs import read_metrics, run_paths
 from musicrl.tests.test_train import TIMING, TINY, tiny_cfg
 
 # float32 sums over two replicas are added in another order than over one batch

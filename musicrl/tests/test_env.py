@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import musicrl.mel
-import musicrl.synth
+import musicrl.audio.mel
+import musicrl.audio.synth
 from musicrl.config import Config
-from musicrl.discriminator import DiscriminatorTrainer, build_discriminator, step_frame_indices
-from musicrl.env import MusicEnv, rollout_rewards, rollout_step_logits
+from musicrl.learning.discriminator import DiscriminatorTrainer, build_discriminator, step_frame_indices
+from musicrl.learning.env import MusicEnv, rollout_rewards, rollout_step_logits
 from musicrl.errors import MusicRLError
-from musicrl.mel import seq_to_mel
-from musicrl.reward import logits_to_rewards
+from musicrl.audio.mel import seq_to_mel
+from musicrl.learning.reward import logits_to_rewards
 
 # Env and batched path agree to float32 round-off of the mel (seq_to_mel builds the
 # STFT from note spectra, the env transforms audio slices): logits within 1e-4.
@@ -97,7 +97,7 @@ def test_env_mel_equals_whole_clip_mel(rng, cfg):
 
 def test_each_step_synthesizes_one_chord_and_a_slice_of_frames(rng, cfg, monkeypatch):
     calls = {"wav": [], "mel": []}
-    seq_to_wav, wav_to_mel = musicrl.synth.seq_to_wav, musicrl.mel.wav_to_mel
+    seq_to_wav, wav_to_mel = musicrl.audio.synth.seq_to_wav, musicrl.audio.mel.wav_to_mel
 
     def spy_wav(seqs, **kw):
         calls["wav"].append(np.shape(seqs))
@@ -107,8 +107,8 @@ def test_each_step_synthesizes_one_chord_and_a_slice_of_frames(rng, cfg, monkeyp
         calls["mel"].append(np.shape(wavs))
         return wav_to_mel(wavs, **kw)
 
-    monkeypatch.setattr(musicrl.synth, "seq_to_wav", spy_wav)
-    monkeypatch.setattr(musicrl.mel, "wav_to_mel", spy_mel)
+    monkeypatch.setattr(musicrl.audio.synth, "seq_to_wav", spy_wav)
+    monkeypatch.setattr(musicrl.audio.mel, "wav_to_mel", spy_mel)
     env = MusicEnv(cfg)
     env.play(_seqs(rng, cfg, 1)[0])
     assert calls["wav"] == [(1, 1, cfg.n_pitches)] * cfg.n_steps

@@ -19,12 +19,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from musicrl import evaluate, metrics, plotting
+from musicrl.evaluation import evaluate
+
+from musicrl.music import metrics
+
+from musicrl import plotting
 from musicrl.cli import main
 from musicrl.config import Config, config_from_overrides, save_config
 from musicrl.errors import MusicRLError
-from musicrl.midi import rand_progression, save_midi
-from musicrl.train import train
+from musicrl.music.midi import rand_progression, save_midi
+from musicrl.learning.train import train
 
 TINY = [
     "n_steps=4", "batch_size=8", "window_hop=2", "holdout_fraction=0.5",
@@ -166,7 +170,7 @@ def test_compare_to_real_rejects_a_set_of_the_wrong_length_before_synthesis(monk
     def no_synthesis(*args, **kwargs):
         raise AssertionError("synthesised a set that D cannot read")
 
-    monkeypatch.setattr("musicrl.mel.seq_to_mel_by_width", no_synthesis)
+    monkeypatch.setattr("musicrl.audio.mel.seq_to_mel_by_width", no_synthesis)
     with pytest.raises(MusicRLError, match="gen_seqs must have 4 steps"):
         evaluate.compare_to_real(longer, good, cfg, d_test=True, seed=0)
 

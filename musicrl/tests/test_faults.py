@@ -28,10 +28,10 @@ import pytest
 import tensorflow as tf
 
 import musicrl
-import musicrl.checkpoint as checkpoint_module
-import musicrl.runs as runs_module
-import musicrl.train as training
-from musicrl.checkpoint import (
+import musicrl.store.checkpoint as checkpoint_module
+import musicrl.store.runs as runs_module
+import musicrl.learning.train as training
+from musicrl.store.checkpoint import (
     LATEST_FILE,
     checkpoint_iteration,
     checkpoint_name,
@@ -42,10 +42,10 @@ from musicrl.checkpoint import (
     save_checkpoint,
 )
 from musicrl.cli import main
-from musicrl.discriminator import DiscriminatorTrainer
+from musicrl.learning.discriminator import DiscriminatorTrainer
 from musicrl.errors import MusicRLError
-from musicrl.midi import rand_progression, save_midi
-from musicrl.runs import MetricsLog, read_metrics, run_paths
+from musicrl.music.midi import rand_progression, save_midi
+from musicrl.store.runs import MetricsLog, read_metrics, run_paths
 from musicrl.tests.test_train import TIMING, TINY, tiny_cfg
 
 SEED = 5

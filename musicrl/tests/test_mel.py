@@ -1,10 +1,12 @@
-"""Tests of musicrl.mel: librosa reference, batched TensorFlow path, fast seq path."""
+"""Tests of musicrl.audio.mel: librosa reference, batched TensorFlow path, fast seq path."""
 
 import librosa
 import numpy as np
 import pytest
 
-from musicrl import mel, midi, synth, vectorize
+from musicrl.audio import mel, synth
+
+from musicrl.music import midi, vectorize
 from musicrl.config import Config
 from musicrl.errors import MusicRLError
 

@@ -1,4 +1,4 @@
-"""Tests of musicrl.metrics and of the set comparisons in musicrl.evaluate."""
+"""Tests of musicrl.music.metrics and of the set comparisons in musicrl.evaluation.evaluate."""
 
 import dataclasses
 import itertools
@@ -6,7 +6,9 @@ import itertools
 import numpy as np
 import pytest
 
-from musicrl import evaluate, metrics
+from musicrl.evaluation import evaluate
+
+from musicrl.music import metrics
 from musicrl.errors import MusicRLError
 
 C, E, F, G, A, B = 60, 64, 65, 67, 69, 71
@@ -471,7 +473,7 @@ def test_bad_options_raise():
 
 
 # --------------------------------------------------------------------------
-# set comparison (musicrl.evaluate)
+# set comparison (musicrl.evaluation.evaluate)
 
 
 def test_intra_and_inter_set_distances():

@@ -1,4 +1,4 @@
-"""Tests of musicrl.midi: safe reading, atomic writing, random pieces."""
+"""Tests of musicrl.music.midi: safe reading, atomic writing, random pieces."""
 
 import io
 
@@ -7,7 +7,7 @@ import pretty_midi
 import pytest
 
 from musicrl.errors import MusicRLError
-from musicrl.midi import (
+from musicrl.music.midi import (
     CHORD_QUALITIES,
     load_midi,
     midi_from_bytes,

@@ -81,7 +81,7 @@ def test_notebook_is_thin(path):
 @pytest.fixture(scope="module")
 def quick_env(tmp_path_factory):
     """A few chorales and an empty runs folder, shared by the notebooks of this module."""
-    from musicrl.data import build_chorales
+    from musicrl.music.data import build_chorales
 
     root = tmp_path_factory.mktemp("notebooks")
     build_chorales(root / "data", limit=8, progress=False)  # 5 held out at holdout_fraction=0.5
@@ -92,8 +92,8 @@ def quick_env(tmp_path_factory):
 def _ensure_run(env):
     """Notebook 04 evaluates a run: the one notebook 03 wrote, or a tiny one made here."""
     from musicrl.config import config_from_overrides
-    from musicrl.runs import find_latest_run
-    from musicrl.train import train
+    from musicrl.store.runs import find_latest_run
+    from musicrl.learning.train import train
 
     if find_latest_run(env["MUSICRL_RUNS"]) is None:
         cfg = config_from_overrides({

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from musicrl.config import Config
 from musicrl.errors import MusicRLError
-from musicrl.reward import (
+from musicrl.learning.reward import (
     MovingAverageBaseline,
     RunningMeanStd,
     advantages,

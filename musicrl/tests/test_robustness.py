@@ -32,12 +32,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicrl import cli, data
+from musicrl import cli
+
+from musicrl.music import data
 from musicrl.cli import main
 from musicrl.config import Config, config_from_overrides, load_config
 from musicrl.errors import MusicRLError
-from musicrl.midi import MAX_MIDI_BYTES, MAX_MIDI_TRACKS, load_midi, midi_from_bytes, rand_progression, save_midi
-from musicrl.vectorize import MAX_SEQ_STEPS, midi_to_seq, seq_to_midi
+from musicrl.music.midi import MAX_MIDI_BYTES, MAX_MIDI_TRACKS, load_midi, midi_from_bytes, rand_progression, save_midi
+from musicrl.music.vectorize import MAX_SEQ_STEPS, midi_to_seq, seq_to_midi
 
 # --------------------------------------------------------------------------
 # raw Standard MIDI File bytes

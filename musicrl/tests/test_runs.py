@@ -5,7 +5,7 @@ import pytest
 
 from musicrl.config import Config
 from musicrl.errors import MusicRLError
-from musicrl.runs import read_samples, run_paths, sample_points, write_samples
+from musicrl.store.runs import read_samples, run_paths, sample_points, write_samples
 
 
 @pytest.mark.parametrize("n_steps,n_pitches,step_beats", [(4, 24, 1.0), (8, 48, 0.5)])

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicrl import sweep
+from musicrl.evaluation import sweep
 from musicrl.config import config_from_overrides
 from musicrl.errors import MusicRLError
-from musicrl.midi import rand_progression, save_midi
+from musicrl.music.midi import rand_progression, save_midi
 from musicrl.tests.test_evaluate import TINY, _cli
 
 

@@ -1,11 +1,13 @@
-"""Tests of musicrl.synth: the additive synthesizer, the soundfont renderer, WAV writing."""
+"""Tests of musicrl.audio.synth: the additive synthesizer, the soundfont renderer, WAV writing."""
 
 import numpy as np
 import pretty_midi
 import pytest
 import soundfile
 
-from musicrl import midi, synth, vectorize
+from musicrl.music import midi, vectorize
+
+from musicrl.audio import synth
 from musicrl.errors import MusicRLError
 
 SYNTH = dict(sr=16000, step_seconds=0.5, lowest_pitch=36, n_harmonics=6, attack=0.02, release=0.05)

@@ -18,8 +18,8 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-import musicrl.train as training
-from musicrl.checkpoint import (
+import musicrl.learning.train as training
+from musicrl.store.checkpoint import (
     LATEST_FILE,
     checkpoint_name,
     latest_checkpoint,
@@ -31,9 +31,9 @@ from musicrl.checkpoint import (
 from musicrl.cli import main
 from musicrl.config import config_from_overrides, load_config
 from musicrl.errors import MusicRLError
-from musicrl.midi import load_midi, rand_progression, save_midi
-from musicrl.runs import MetricsLog, read_metrics, run_paths
-from musicrl.vectorize import midi_to_seq
+from musicrl.music.midi import load_midi, rand_progression, save_midi
+from musicrl.store.runs import MetricsLog, read_metrics, run_paths
+from musicrl.music.vectorize import midi_to_seq
 
 # every setting small: a run takes seconds, most of it one-time tracing
 TINY = [

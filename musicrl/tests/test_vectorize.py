@@ -1,4 +1,4 @@
-"""Tests of musicrl.vectorize: MIDI <-> chord grid."""
+"""Tests of musicrl.music.vectorize: MIDI <-> chord grid."""
 
 import io
 
@@ -8,8 +8,8 @@ import pretty_midi
 import pytest
 
 from musicrl.errors import MusicRLError
-from musicrl.midi import midi_from_bytes
-from musicrl.vectorize import check_seqs, midi_to_seq, seq_to_midi
+from musicrl.music.midi import midi_from_bytes
+from musicrl.music.vectorize import check_seqs, midi_to_seq, seq_to_midi
 
 
 def _rand_seq(rng, n_steps, n_pitches, density=0.15):
@@ -271,8 +271,8 @@ def test_seq_to_midi_writes_program_velocity_and_timing():
 
 @pytest.mark.parametrize("n_steps", [4, 8, 12])
 def test_midis_to_seqs_cuts_and_pads_to_n_steps(rng, n_steps):
-    from musicrl.midi import rand_midis
-    from musicrl.vectorize import midis_to_seqs
+    from musicrl.music.midi import rand_midis
+    from musicrl.music.vectorize import midis_to_seqs
 
     rand_midis_ = rand_midis(3, rng, n_chords=8)
     rand_seqs = midis_to_seqs(rand_midis_, n_steps=n_steps, n_pitches=48)
@@ -285,8 +285,8 @@ def test_midis_to_seqs_cuts_and_pads_to_n_steps(rng, n_steps):
 
 
 def test_midis_to_seqs_names_the_bad_piece(rng):
-    from musicrl.midi import rand_progression
-    from musicrl.vectorize import midis_to_seqs
+    from musicrl.music.midi import rand_progression
+    from musicrl.music.vectorize import midis_to_seqs
 
     with pytest.raises(MusicRLError, match=r"midis\[1\]"):
         midis_to_seqs([rand_progression(rng), pretty_midi.PrettyMIDI()], n_steps=4)

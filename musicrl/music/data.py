@@ -7,7 +7,7 @@ recording the source, its licence terms, the counts and the split.
 
 Any folder of ``.mid`` / ``.midi`` files (searched recursively) loads the same
 way: each file becomes one full-piece seq through
-:func:`musicrl.vectorize.midi_to_seq`, whole pieces are split into training
+:func:`musicrl.music.vectorize.midi_to_seq`, whole pieces are split into training
 and held-out by a stable hash of their relative file name, and pieces are cut
 into windows of ``n_steps`` chords for training and evaluation. A file that
 cannot be used is skipped and reported with its reason; no file is ever
@@ -46,10 +46,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .config import Config
-from .errors import MusicRLError
+from ..config import Config
+from ..errors import MusicRLError
 from .midi import load_midi, save_midi
-from .seeding import as_rng
+from ..seeding import as_rng
 from .vectorize import midi_to_seq
 
 __all__ = [
@@ -88,6 +88,7 @@ CHORALES_LICENCE = (
 )
 """What is known of the terms of the default chorale set."""
 
+# names the format of a built set (the module has moved since; the name stays so built sets stay valid)
 _GENERATOR = "musicrl.data.build_chorales"
 _FORMAT = 1
 # bump when the quantization or the cache layout changes, so old caches are ignored

@@ -64,9 +64,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .errors import MusicRLError
-from .seeding import as_rng
-from .vectorize import check_seqs
+from ..errors import MusicRLError
+from ..seeding import as_rng
+from ..music.vectorize import check_seqs
 
 __all__ = [
     "POLICY_HEADS",

@@ -32,8 +32,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .config import config_from_overrides, read_config_file
-from .errors import MusicRLError
+from ..config import config_from_overrides, read_config_file
+from ..errors import MusicRLError
 
 __all__ = [
     "BETTER",
@@ -233,7 +233,7 @@ def _run_logged(cmd: list[str], log_file: Path, env: dict[str, str], what: str) 
 
 def _training_stats(run_dir: Path) -> dict[str, float]:
     """Iterations, episodes and the last D accuracies of a run, from its metrics.jsonl."""
-    from .runs import read_metrics
+    from ..store.runs import read_metrics
 
     try:
         rows = read_metrics(run_dir)

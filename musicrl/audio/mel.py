@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MusicRLError
+from ..errors import MusicRLError
 from .synth import note_waves, seq_to_wav, step_samples
-from .vectorize import check_seqs
+from ..music.vectorize import check_seqs
 
 __all__ = [
     "full_scale_mel_power",

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from .errors import MusicRLError
-from .seeding import as_rng
+from ..errors import MusicRLError
+from ..seeding import as_rng
 
 __all__ = [
     "CHORD_QUALITIES",

@@ -1,9 +1,9 @@
 """Training on several devices or machines with ``tf.distribute``.
 
-The setting ``strategy`` picks how :func:`musicrl.train.train` runs:
+The setting ``strategy`` picks how :func:`musicrl.learning.train.train` runs:
 
 ``'default'``
-    One device, no strategy: the loop of :mod:`musicrl.train` as it is.
+    One device, no strategy: the loop of :mod:`musicrl.learning.train` as it is.
 ``'mirrored'``
     ``tf.distribute.MirroredStrategy`` in one process: over the devices of
     the setting ``devices`` (e.g. ``'GPU:0,GPU:1'``), else over every visible
@@ -30,8 +30,8 @@ workers, ``R`` replicas in all, ``B % R == 0``):
   over the global batch (``tf.nn.compute_average_loss``) and
   ``optimizer.apply_gradients`` all-reduces the gradients.
 * policy: the gradients of each replica's ``B / R`` episodes come from the
-  agent's own update functions (:func:`~musicrl.agent.reinforce_step`,
-  :func:`~musicrl.agent.pretrain_step`, the same loss as on one device)
+  agent's own update functions (:func:`~musicrl.learning.agent.reinforce_step`,
+  :func:`~musicrl.learning.agent.pretrain_step`, the same loss as on one device)
   given a :class:`GradientCatcher` instead of an optimizer; they are
   weighted by ``(B / R) / B`` and applied inside ``strategy.run``, where
   they are all-reduced, clipped by the norm of their sum and applied.
@@ -58,8 +58,8 @@ import tensorflow as tf
 
 from .agent import ChordPolicy, pretrain_step, reinforce_step
 from .discriminator import DiscriminatorTrainer, check_d_inputs, d_loss_terms
-from .errors import MusicRLError
-from .seeding import as_rng
+from ..errors import MusicRLError
+from ..seeding import as_rng
 
 __all__ = [
     "Distribution",
@@ -246,7 +246,7 @@ class GradientCatcher(keras.optimizers.Optimizer):
     """A Keras optimizer that keeps the gradients it is given instead of applying them.
 
     Passed to an update function that ends with
-    ``optimizer.apply_gradients`` (e.g. :func:`~musicrl.agent.reinforce_step`),
+    ``optimizer.apply_gradients`` (e.g. :func:`~musicrl.learning.agent.reinforce_step`),
     it leaves the model as it was and holds the step's gradients, one per
     variable of ``variables`` (zeros for a variable that got none), in
     :attr:`gradients`.
@@ -304,7 +304,7 @@ def d_replica_losses(
 ) -> dict[str, tf.Tensor]:
     """D's loss on one replica's share of a batch, averaged over the GLOBAL batch.
 
-    :func:`~musicrl.discriminator.d_loss_terms` (the loss of
+    :func:`~musicrl.learning.discriminator.d_loss_terms` (the loss of
     :meth:`DiscriminatorTrainer.train_step`) with each term a sum over this
     replica's clips divided by ``global_batch_size``
     (``tf.nn.compute_average_loss``), so the terms of all replicas add up to
@@ -316,7 +316,7 @@ def d_replica_losses(
     model : keras.Model
         D.
     cfg : Config
-        As for :func:`~musicrl.discriminator.d_loss_terms`.
+        As for :func:`~musicrl.learning.discriminator.d_loss_terms`.
     real_x, gen_x : tf.Tensor, shape=(b, *d_input_shape(cfg)), float32
         This replica's real and generated clips (same ``b``).
     mix_eps : tf.Tensor, shape=(b,), float32
@@ -612,7 +612,7 @@ class Distribution:
     def pretrain_step(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, real_seqs: np.ndarray,
                       *, clip_norm: float | None = None, own_share: float = 0.0, dropout: float = 0.0,
                       rng: int | np.random.Generator | None = None) -> float:
-        """:func:`~musicrl.agent.pretrain_step` on the global batch, this worker holding ``real_seqs``.
+        """:func:`~musicrl.learning.agent.pretrain_step` on the global batch, this worker holding ``real_seqs``.
 
         With ``own_share > 0`` or ``dropout > 0`` the local replicas draw
         from one generator in turn.
@@ -648,7 +648,7 @@ class Distribution:
         old_log_prob: np.ndarray | None = None,
         clip_ratio: float = 0.2,
     ) -> dict[str, float]:
-        """:func:`~musicrl.agent.reinforce_step` on the global batch, this worker holding its episodes.
+        """:func:`~musicrl.learning.agent.reinforce_step` on the global batch, this worker holding its episodes.
 
         Parameters are those of ``reinforce_step`` for this worker's rows;
         the update is the one of the whole batch (gradients summed over the

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from .errors import MusicRLError
-from .vectorize import check_seqs
+from ..errors import MusicRLError
+from ..music.vectorize import check_seqs
 
 __all__ = [
     "MAX_VOICES",

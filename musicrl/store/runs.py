@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config, save_config
-from .errors import MusicRLError
+from ..config import Config, save_config
+from ..errors import MusicRLError
 
 __all__ = [
     "CONFIG_FILE",
@@ -208,7 +208,7 @@ def package_versions() -> dict[str, str]:
         if version is None and pkg in sys.modules:
             version = getattr(sys.modules[pkg], "__version__", None)
         if version is None and pkg == "musicrl":
-            from . import __version__ as version
+            from .. import __version__ as version
         out[pkg] = version or "not installed"
     return out
 
@@ -380,9 +380,9 @@ def write_samples(
     wavs : list of np.ndarray
         The rendered waveforms (float32, ``cfg.sr``), empty if ``wav`` is False.
     """
-    from .midi import save_midi
-    from .synth import midi_to_wav_soundfont, write_wav
-    from .vectorize import check_seqs, seq_to_midi
+    from ..music.midi import save_midi
+    from ..audio.synth import midi_to_wav_soundfont, write_wav
+    from ..music.vectorize import check_seqs, seq_to_midi
 
     seqs = check_seqs(seqs, n_pitches=cfg.n_pitches)
     out_dir = Path(out_dir)
@@ -468,8 +468,8 @@ def read_samples(
     """
     import soundfile
 
-    from .midi import load_midi
-    from .vectorize import midi_to_seq
+    from ..music.midi import load_midi
+    from ..music.vectorize import midi_to_seq
 
     folder = Path(folder)
     files = sorted(folder.glob(f"{prefix}_*.mid"))

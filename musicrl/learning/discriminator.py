@@ -50,9 +50,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .errors import MusicRLError
-from .seeding import as_rng
-from .vectorize import check_seqs
+from ..errors import MusicRLError
+from ..seeding import as_rng
+from ..music.vectorize import check_seqs
 
 __all__ = [
     "CNN_STRIDE",
@@ -176,7 +176,7 @@ def d_inputs(seqs: Any, cfg, *, mels: Any = None) -> np.ndarray:
     if d_input_kind(cfg) == "seq":
         return seqs
     if mels is None:
-        from .mel import seq_to_mel
+        from ..audio.mel import seq_to_mel
 
         mels = seq_to_mel(seqs, **{**cfg.synth_kwargs(), **cfg.mel_kwargs()})
     return check_d_inputs(mels, cfg, name="mels")

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MusicRLError
+from ..errors import MusicRLError
 
 __all__ = [
     "REWARD_KINDS",

@@ -18,7 +18,7 @@ Two families of comparison:
   'seq' architecture: :func:`discriminator_two_sample_test`), never the D
   that trained the agent.
 
-The per-piece measures come from :mod:`musicrl.metrics`.
+The per-piece measures come from :mod:`musicrl.music.metrics`.
 
 **Evaluating a run** (:func:`evaluate_run`, ``python -m musicrl evaluate``)
 puts four sets through all of the above against the same real clips: real
@@ -36,10 +36,10 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 from scipy import stats
 
-from . import metrics
-from .errors import MusicRLError
-from .seeding import as_rng
-from .vectorize import check_seqs
+from ..music import metrics
+from ..errors import MusicRLError
+from ..seeding import as_rng
+from ..music.vectorize import check_seqs
 
 # The fresh discriminators learn with one recipe whatever the run's own D learned with (these are the
 # online D's defaults), so a run that changes D's optimizer is measured with the same instrument.
@@ -468,7 +468,7 @@ def seq_feature_vectors(seqs: np.ndarray, *, lowest_pitch: int = 36) -> np.ndarr
 
     The concatenation of the share of notes on each pitch column
     (``n_pitches``: register), the pitch-class histogram (12), the chord
-    quality histogram (11: the :data:`~musicrl.metrics.CHORD_QUALITIES`,
+    quality histogram (11: the :data:`~musicrl.music.metrics.CHORD_QUALITIES`,
     other chords, rests) and every scalar feature of :data:`PIECE_FEATURES`.
 
     Returns
@@ -662,7 +662,7 @@ def discriminator_two_sample_test(
 ) -> dict[str, float]:
     """Two-sample test with a freshly built musicrl discriminator as the classifier.
 
-    A new ``musicrl.discriminator.build_discriminator(cfg)`` is built, and for
+    A new ``musicrl.learning.discriminator.build_discriminator(cfg)`` is built, and for
     each fold trained from its untrained weights (Adam with ``learning_rate`` and
     ``beta_1``, not the run's D settings, plain sigmoid cross-entropy of every step's logit
     against the clip's label: no label smoothing, replay or penalty) on the
@@ -702,7 +702,7 @@ def discriminator_two_sample_test(
     """
     import keras
 
-    from .discriminator import check_d_inputs
+    from ..learning.discriminator import check_d_inputs
 
     real = check_d_inputs(real_x, cfg, name="real_x")
     gen = check_d_inputs(gen_x, cfg, name="gen_x")
@@ -735,7 +735,7 @@ def _fresh_discriminator(
     and optimizer state (one compiled model serves every fold and, with ``cache``, every test)."""
     import keras
 
-    from .discriminator import build_discriminator
+    from ..learning.discriminator import build_discriminator
 
     numbers = (int, float, np.floating)
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers) or not learning_rate > 0:
@@ -832,7 +832,7 @@ def discriminator_train_test(
     """
     import keras
 
-    from .discriminator import check_d_inputs
+    from ..learning.discriminator import check_d_inputs
 
     xs = {name: check_d_inputs(x, cfg, name=name) for name, x in (
         ("train_real_x", train_real_x), ("train_gen_x", train_gen_x),
@@ -894,7 +894,7 @@ SET_LABELS: dict[str, str] = {
 HEADLINE_COLUMNS: tuple[str, ...] = (
     "fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc", "mgeval_kl", "mgeval_oa", "copy_rate",
 )
-"""The table's first columns; every key of :func:`musicrl.metrics.summarize` follows."""
+"""The table's first columns; every key of :func:`musicrl.music.metrics.summarize` follows."""
 
 COLUMN_DOCS: dict[str, str] = {
     "fresh_d_acc": "held-out accuracy of a freshly trained discriminator (the run's architecture, never the "
@@ -938,11 +938,11 @@ _FORMAT = 1
 def rand_progression_seqs(n: int, cfg: Any, *, seed: Any = 0) -> np.ndarray:
     """The random baseline on a config's grid: ``n`` random progressions as seqs (``rand_seqs``).
 
-    Each piece is :func:`musicrl.midi.rand_progression` (a triad or seventh
+    Each piece is :func:`musicrl.music.midi.rand_progression` (a triad or seventh
     chord in a random inversion per step, no harmony) of ``cfg.n_steps``
     chords of ``cfg.step_beats`` beats, with notes between MIDI 48 and 76
     (clipped to the grid's columns), quantized by
-    :func:`musicrl.vectorize.midis_to_seqs` as real music is.
+    :func:`musicrl.music.vectorize.midis_to_seqs` as real music is.
 
     Parameters
     ----------
@@ -956,8 +956,8 @@ def rand_progression_seqs(n: int, cfg: Any, *, seed: Any = 0) -> np.ndarray:
     -------
     rand_seqs : np.ndarray, shape=(n, cfg.n_steps, cfg.n_pitches), dtype=float32
     """
-    from .midi import rand_midis
-    from .vectorize import midis_to_seqs
+    from ..music.midi import rand_midis
+    from ..music.vectorize import midis_to_seqs
 
     n = _check_int(n, "n", 1)
     top = cfg.lowest_pitch + cfg.n_pitches - 1
@@ -975,8 +975,8 @@ def rand_progression_seqs(n: int, cfg: Any, *, seed: Any = 0) -> np.ndarray:
 def _d_inputs_for(seqs: np.ndarray, cfg: Any) -> np.ndarray:
     """D inputs of a set; its mels through the fast path grouped by chord width, since a set may hold
     a few clips of dense chords."""
-    from .discriminator import check_d_seqs, d_input_kind, d_inputs
-    from .mel import seq_to_mel_by_width
+    from ..learning.discriminator import check_d_seqs, d_input_kind, d_inputs
+    from ..audio.mel import seq_to_mel_by_width
 
     # before any synthesis, so a set of the wrong length fails at once
     seqs = check_d_seqs(seqs, cfg)
@@ -1006,9 +1006,9 @@ def compare_to_real(
 ) -> dict[str, Any]:
     """Every comparison of one set with real clips: one row of the evaluation table.
 
-    * every scalar of :func:`musicrl.metrics.summarize` of ``gen_seqs``
+    * every scalar of :func:`musicrl.music.metrics.summarize` of ``gen_seqs``
       (``pitch_class_overlap`` against ``real_seqs``);
-    * ``copy_rate``: :func:`musicrl.metrics.copy_rate` against the training
+    * ``copy_rate``: :func:`musicrl.music.metrics.copy_rate` against the training
       pieces, with runs of ``min(copy_run_length, n_steps)`` chords;
     * MGEval (:func:`mgeval_compare`) against ``real_seqs``, per feature and
       as ``mgeval_kl`` / ``mgeval_oa``, the means over the features of
@@ -1066,7 +1066,7 @@ def compare_to_real(
     real = check_seqs(real_seqs, n_pitches=cfg.n_pitches, name="real_seqs")
     if d_test:
         # D reads cfg.n_steps steps: a set of another length fails here, not after minutes of synthesis
-        from .discriminator import check_d_seqs
+        from ..learning.discriminator import check_d_seqs
 
         if gen_x is None:
             check_d_seqs(gen, cfg, name="gen_seqs")
@@ -1193,7 +1193,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _check_run_dir(run_dir: Any) -> Path:
-    from .runs import CONFIG_FILE, is_run_dir
+    from ..store.runs import CONFIG_FILE, is_run_dir
 
     path = Path(run_dir).expanduser()
     if not path.exists():
@@ -1207,7 +1207,7 @@ def _check_run_dir(run_dir: Any) -> Path:
 
 def _windows(real_data: Any, seqs: list) -> np.ndarray:
     """The clips the run trained on, cut from ``seqs`` (pieces of ``real_data``) as training cuts them."""
-    from .data import seqs_to_windows
+    from ..music.data import seqs_to_windows
 
     return seqs_to_windows(seqs, n_steps=real_data.n_steps, hop=real_data.window_hop, n_pitches=real_data.n_pitches)
 
@@ -1259,8 +1259,8 @@ def _split_real(real_data: Any, n: int, rng: np.random.Generator) -> tuple:
 def _policy_of(policy: Any, run_dir: Path, loaded: Path, wanted: Path) -> Any:
     """The policy of checkpoint ``wanted``: ``policy`` (of checkpoint ``loaded``) with its weights
     restored when both share one chord vocabulary, which keeps its compiled sampling graph."""
-    from .checkpoint import load_checkpoint
-    from .train import load_policy
+    from ..store.checkpoint import load_checkpoint
+    from ..learning.train import load_policy
 
     try:
         vocabs = [load_checkpoint(path)[0].get("vocab") for path in (loaded, wanted)]
@@ -1329,11 +1329,11 @@ def load_eval_sets(
         For a missing folder, a folder that is not a run, a run without a
         checkpoint, or a data folder that cannot be loaded.
     """
-    from .checkpoint import latest_checkpoint
-    from .config import load_config
-    from .data import load_folder, resolve_data_dir
-    from .runs import run_paths
-    from .train import load_policy
+    from ..store.checkpoint import latest_checkpoint
+    from ..config import load_config
+    from ..music.data import load_folder, resolve_data_dir
+    from ..store.runs import run_paths
+    from ..learning.train import load_policy
 
     n = _check_int(n, "n", 2)
     seed = _check_int(seed, "seed", 0)
@@ -1494,7 +1494,7 @@ def evaluate_run(
 
     from tqdm.auto import tqdm
 
-    from .discriminator import d_input_kind
+    from ..learning.discriminator import d_input_kind
 
     t0 = time.perf_counter()
     d_epochs = _check_int(d_epochs, "d_epochs", 1)
@@ -1611,7 +1611,7 @@ def critic_comparison(
     accuracy : dict
         Architecture -> set -> mean held-out accuracy over the folds.
     """
-    from .config import config_from_overrides
+    from ..config import config_from_overrides
 
     _check_int(epochs, "epochs", 1)
     _check_int(d_splits, "d_splits", 2)
@@ -1827,7 +1827,7 @@ def _write_plots(folder: Path, evaluation: dict[str, Any], ev: EvalSets) -> list
         matplotlib.use("Agg")  # no window; a session that already drew keeps its backend
     import matplotlib.pyplot as plt
 
-    from . import plotting
+    from .. import plotting
 
     cfg = ev.cfg
     lp = cfg.lowest_pitch

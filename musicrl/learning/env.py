@@ -31,7 +31,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .discriminator import d_input_kind, d_inputs, predict_step_logits, step_frame_indices, step_logits_fn
-from .errors import MusicRLError
+from ..errors import MusicRLError
 from .reward import logits_to_potentials, logits_to_rewards, reward_kwargs
 
 __all__ = ["MusicEnv", "rollout_rewards", "rollout_step_logits"]
@@ -162,8 +162,8 @@ class MusicEnv(gym.Env):
         self._logits: list[float] = []
 
     def _add_chord(self, t: int, chord: np.ndarray) -> None:
-        from .mel import wav_to_mel
-        from .synth import seq_to_wav
+        from ..audio.mel import wav_to_mel
+        from ..audio.synth import seq_to_wav
 
         cfg = self.cfg
         S, hop = cfg.step_samples, cfg.hop_length

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pretty_midi
 
-from .errors import MusicRLError
+from ..errors import MusicRLError
 
 __all__ = ["MAX_SEQ_STEPS", "check_seqs", "midi_to_seq", "midis_to_seqs", "seq_to_midi"]
 

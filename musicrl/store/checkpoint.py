@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import MusicRLError
+from ..errors import MusicRLError
 
 __all__ = [
     "LATEST_FILE",

@@ -29,7 +29,7 @@ repetition) and ORGAN (Guimaraes et al. 2017: tonality as consonance,
 repetitions); chord quality, voice leading, distinct chords, copying and
 the collapse measures are the project's own definitions for a chord grid,
 stated in each docstring. Set comparisons (intra/inter-set distances,
-classifier tests) live in :mod:`musicrl.evaluate`.
+classifier tests) live in :mod:`musicrl.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Iterable
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .errors import MusicRLError
+from ..errors import MusicRLError
 from .vectorize import check_seqs
 
 __all__ = [

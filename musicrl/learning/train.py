@@ -20,8 +20,8 @@ every iteration
 6. logs a row to ``metrics.jsonl`` and TensorBoard, and writes checkpoints
    and samples on schedule.
 
-Everything a run writes goes to its run folder (see :mod:`musicrl.runs`);
-checkpoints are atomic (see :mod:`musicrl.checkpoint`). A run stops after
+Everything a run writes goes to its run folder (see :mod:`musicrl.store.runs`);
+checkpoints are atomic (see :mod:`musicrl.store.checkpoint`). A run stops after
 ``iterations`` iterations or ``minutes`` minutes, or on Ctrl-C (SIGINT) or
 SIGTERM, writing a final checkpoint each time; ``train(resume=True)``
 continues it exactly where it stopped. A NaN or inf in a reward, a loss or
@@ -30,7 +30,7 @@ a weight stops the run at the iteration where it appears (or, with
 good checkpoint in place.
 
 With ``strategy='mirrored'`` or ``'multiworker'`` the same loop runs over
-several devices or machines (see :mod:`musicrl.distribute`): models,
+several devices or machines (see :mod:`musicrl.learning.distribute`): models,
 optimizers and the replay buffer are made under the strategy's scope, each
 worker plays and listens to its share of the batch, D and the policy take
 their update steps per replica, and only the chief writes the run folder.
@@ -66,20 +66,20 @@ from .agent import (
     reinforce_step,
     vocab_kwargs,
 )
-from .checkpoint import (
+from ..store.checkpoint import (
     checkpoint_name,
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from .config import Config, config_from_overrides, load_config
-from .data import RealData, load_default, load_folder, resolve_data_dir, sample_real_seqs
+from ..config import Config, config_from_overrides, load_config
+from ..music.data import RealData, load_default, load_folder, resolve_data_dir, sample_real_seqs
 from .discriminator import DiscriminatorTrainer, d_input_kind, d_inputs
 from .distribute import Distribution, make_distribution
-from .errors import MusicRLError
-from .mel import seq_to_mel_by_width
-from .metrics import distinct_chords, pitch_class_overlap, top_pitch_share
+from ..errors import MusicRLError
+from ..audio.mel import seq_to_mel_by_width
+from ..music.metrics import distinct_chords, pitch_class_overlap, top_pitch_share
 from .reward import (
     MovingAverageBaseline,
     RunningMeanStd,
@@ -88,7 +88,7 @@ from .reward import (
     logits_to_rewards,
     reward_kwargs,
 )
-from .runs import (
+from ..store.runs import (
     DEFAULT_RUNS_ROOT,
     MetricsLog,
     RunPaths,
@@ -99,7 +99,7 @@ from .runs import (
     write_run_info,
     write_samples,
 )
-from .seeding import seed_everything
+from ..seeding import seed_everything
 
 __all__ = [
     "RESUME_FIELDS",
@@ -724,7 +724,7 @@ def train(
     Notes
     -----
     ``cfg.strategy`` 'mirrored' or 'multiworker' trains under a
-    ``tf.distribute`` strategy (see :mod:`musicrl.distribute`), set up first
+    ``tf.distribute`` strategy (see :mod:`musicrl.learning.distribute`), set up first
     (call ``train`` before any other TensorFlow work of the process). Under
     'multiworker' every worker calls ``train`` with the same settings; the
     chief writes the run folder, the others write nothing there, and to

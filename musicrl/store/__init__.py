@@ -1,0 +1,1 @@
+"""What a run leaves on disk: its folder (``runs``) and its atomic checkpoints (``checkpoint``)."""
