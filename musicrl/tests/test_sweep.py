@@ -235,6 +235,12 @@ EXPERIMENTS = sorted(EXPERIMENTS_DIR.rglob("*.json"))
 def test_every_experiments_folder_has_its_default():
     for folder in {p.parent for p in EXPERIMENTS}:
         assert (folder / "default.json").is_file(), folder
+    # the top folder measures today's default; each folder of history/ pins an earlier one
+    assert sweep.load_experiment(EXPERIMENTS_DIR / "default.json").overrides == {}
+    eras = sorted((EXPERIMENTS_DIR / "history").glob("*/default.json"))
+    assert eras
+    for era in eras:
+        assert config_from_overrides(sweep.load_experiment(era).overrides) != config_from_overrides({}), era
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(EXPERIMENTS_DIR)))
