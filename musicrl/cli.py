@@ -361,12 +361,65 @@ def _run_sweep(args: argparse.Namespace, cfg: Config) -> int:
 
 
 # --------------------------------------------------------------------------
+# listen
+# --------------------------------------------------------------------------
+
+
+def _add_listen_parser(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "listen",
+        help="a blind listening test of a run's music in the browser, or its results",
+        description=(
+            "Serve a local web page of blind trials, each two clips of the same length rendered with the "
+            "General MIDI soundfont. --mode identify (default): a real held-out chorale window and one of the "
+            "agent's, in random order: which one is real? --mode prefer: the agent against --against "
+            "(its pretrained-only policy, or another run's agent): which do you prefer? Each answer is appended "
+            "to <run>/listening/<session>.jsonl as it is given; reloading the page continues its session. "
+            "With --results: print the tallies per listener and pooled, with 95% Wilson intervals."
+        ),
+    )
+    p.add_argument("--run", required=True, metavar="DIR", help="a run folder (runs/<name>)")
+    p.add_argument("--results", action="store_true", help="print the tallies of the run's sessions and exit")
+    p.add_argument("--mode", choices=("identify", "prefer"), default="identify",
+                   help="identify: which clip is real (default); prefer: which generated clip is preferred")
+    p.add_argument("--against", default="pretrained", metavar="pretrained|RUN",
+                   help="with --mode prefer: 'pretrained' (default) or another run folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free port)")
+    p.add_argument("--trials", type=int, default=20, help="trials per session (default 20)")
+    p.add_argument("--n", type=int, default=64, help="pieces drawn per set (default 64)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sets (default 0); a session continues only on the sets it began with")
+    p.set_defaults(handler=_run_listen)
+
+
+def _run_listen(args: argparse.Namespace, cfg: Config) -> int:
+    from .evaluation import listen
+
+    if args.results:
+        comparisons = listen.tally(listen.read_sessions(args.run))
+        if not any(c["pooled"]["trials"] for c in comparisons):
+            print(f"no listening answers in {Path(args.run) / listen.LISTENING_DIR}")
+            return 0
+        print(listen.results_markdown(comparisons), end="")
+        return 0
+    from .evaluation.listen_server import ListeningServer, serve
+
+    if not Path(args.run).is_dir():
+        raise MusicRLError(f"run folder {args.run!r} does not exist")
+    study = listen.study_of_run(args.run, mode=args.mode, against=args.against, n=args.n, seed=args.seed)
+    server = ListeningServer(study, Path(args.run) / listen.LISTENING_DIR, host=args.host, port=args.port,
+                             n_trials=args.trials)
+    return serve(server)
+
+
+# --------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------
 
 _COMMANDS: list[Callable[..., None]] = [
     _add_data_parser, _add_train_parser, _add_sample_parser, _add_evaluate_parser, _add_compare_parser,
-    _add_sweep_parser,
+    _add_sweep_parser, _add_listen_parser,
 ]
 
 
