@@ -3,7 +3,8 @@
 Most tests build a study from a few in-memory seqs at 8 kHz, so they need no
 TensorFlow; the servers listen on 127.0.0.1 at a free port, in a thread. One
 tiny trained run (module-scoped) checks the loading of a run's sets, and the
-command's clean stop on Ctrl-C in a subprocess.
+command's clean stop on Ctrl-C in a subprocess. The browser test drives the
+page in Debian's headless Chromium.
 """
 
 import http.client
@@ -28,6 +29,8 @@ from musicrl.evaluation import listen
 from musicrl.evaluation.listen_server import ListeningServer
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 def small_cfg(**fields):
@@ -542,3 +545,94 @@ def test_listen_command_serves_a_run_and_stops_on_ctrl_c(run):
     code, out = _ctrl_c(process, url)
     assert code == 0 and "listening server stopped" in out and "Traceback" not in out
     assert len(list((run / listen.LISTENING_DIR).glob("*.jsonl"))) == 1
+
+
+# --------------------------------------------------------------------------
+# the page in a browser
+
+
+def _browser():
+    """Headless Chromium through Debian's chromedriver; fails with what is missing and how to install it."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        pytest.fail(f"the browser test needs {' and '.join(missing)}: install them with "
+                    "`apt-get update && apt-get install -y chromium chromium-driver`", pytrace=False)
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("the browser test needs selenium: pip install -e '.[test]' (or pip install selenium)",
+                    pytrace=False)
+    os.environ["SE_OFFLINE"] = "true"  # selenium must never fetch a browser or a driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--mute-audio",
+                "--autoplay-policy=no-user-gesture-required", "--window-size=860,800"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+
+
+def test_a_missing_browser_fails_saying_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMEDRIVER", tmp_path / "chromedriver")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium chromium-driver"):
+        _browser()
+
+
+def test_the_page_in_a_browser(tmp_path, capsys):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    cfg = small_cfg(n_steps=8)
+    study = listen.Study("identify", ("real", "agent"), (chord_seqs(5, cfg, 1), chord_seqs(5, cfg, 2)), cfg)
+    run_dir = tmp_path / "run"
+    server = ListeningServer(study, run_dir / listen.LISTENING_DIR, port=0, seed=2, n_trials=3)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    driver = _browser()
+    wait = WebDriverWait(driver, 30)
+    try:
+        driver.get(server.url)
+        driver.find_element(By.ID, "listener").send_keys("tester")
+        driver.find_element(By.ID, "start-button").click()
+        wait.until(lambda d: "session=" in d.current_url)
+        choices, correct = [1, 0, 1], []
+        for t, choice in enumerate(choices):
+            if t == 2:
+                # a reload continues the session at the trial on screen
+                driver.refresh()
+            wait.until(lambda d: d.find_element(By.ID, "progress").text == f"Trial {t + 1} of 3")
+            ready = "return [0, 1].map(i => document.getElementById('clip-' + i).readyState)"
+            wait.until(lambda d: min(d.execute_script(ready)) >= 2)
+            if t == 0:
+                driver.find_element(By.CSS_SELECTOR, "input[name=rating][value='4']").click()
+            driver.find_element(By.ID, f"choose-{choice}").click()
+            wait.until(lambda d: d.find_element(By.ID, "roll-1").is_displayed())
+            labels = [driver.find_element(By.ID, f"label-{side}").text for side in (0, 1)]
+            assert sorted(labels) == ["agent", "real"]
+            correct.append(labels[choice] == "real")
+            assert driver.find_element(By.ID, "result").text == ("Correct." if correct[-1] else "Not this time.")
+            if t == 0:
+                png = driver.get_screenshot_as_png()
+                (tmp_path / "listening.png").write_bytes(png)
+                if os.environ.get("MUSICRL_SCREENSHOT"):
+                    Path(os.environ["MUSICRL_SCREENSHOT"]).write_bytes(png)
+            if t < 2:
+                driver.find_element(By.ID, "next").click()
+        driver.find_element(By.ID, "next").click()
+        wait.until(lambda d: d.find_element(By.ID, "done").is_displayed())
+    finally:
+        driver.quit()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    (path,) = (run_dir / listen.LISTENING_DIR).glob("*.jsonl")
+    lines = _lines(path)
+    assert lines[0]["listener"] == "tester"
+    assert [(a["trial"], a["choice"], a["correct"]) for a in lines[1:]] == list(zip(range(3), choices, correct))
+    assert [a["rating"] for a in lines[1:]] == [4, None, None]
+    code = main(["listen", "--run", str(run_dir), "--results"])
+    out = capsys.readouterr().out
+    k = sum(correct)
+    low, high = listen.wilson_interval(k, 3)
+    assert code == 0 and f"| tester | 3 | {k / 3:.2f} [{low:.2f}, {high:.2f}] | 4.00 (n=1) |" in out
