@@ -396,6 +396,12 @@ def _add_listen_parser(subparsers, common: argparse.ArgumentParser) -> None:
 def _run_listen(args: argparse.Namespace, cfg: Config) -> int:
     from .evaluation import listen
 
+    if not Path(args.run).is_dir():
+        raise MusicRLError(f"run folder {args.run!r} does not exist")
+    if args.mode == "identify" and args.against != "pretrained":
+        raise MusicRLError("--against is for --mode prefer: the identify mode compares real music with the agent")
+    if args.trials < 1:
+        raise MusicRLError(f"--trials must be at least 1, got {args.trials}")
     if args.results:
         comparisons = listen.tally(listen.read_sessions(args.run))
         if not any(c["pooled"]["trials"] for c in comparisons):
@@ -405,8 +411,6 @@ def _run_listen(args: argparse.Namespace, cfg: Config) -> int:
         return 0
     from .evaluation.listen_server import ListeningServer, serve
 
-    if not Path(args.run).is_dir():
-        raise MusicRLError(f"run folder {args.run!r} does not exist")
     study = listen.study_of_run(args.run, mode=args.mode, against=args.against, n=args.n, seed=args.seed)
     server = ListeningServer(study, Path(args.run) / listen.LISTENING_DIR, host=args.host, port=args.port,
                              n_trials=args.trials)

@@ -263,6 +263,18 @@ def test_results_command_prints_the_tallies(tmp_path, capsys):
     assert "| ann | 2 | 0.50 [" in out
 
 
+@pytest.mark.parametrize("argv,match", [
+    (["--run", "{missing}"], "does not exist"),
+    (["--run", "{run}", "--results", "--against", "runs/other"], "--against is for --mode prefer"),
+    (["--run", "{run}", "--trials", "0"], "--trials must be at least 1"),
+])
+def test_listen_command_refuses_bad_options_before_loading_anything(tmp_path, capsys, argv, match):
+    argv = [a.format(missing=tmp_path / "missing", run=tmp_path) for a in argv]
+    assert main(["listen", *argv]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / listen.LISTENING_DIR).exists()
+
+
 # --------------------------------------------------------------------------
 # audio
 
