@@ -12,8 +12,10 @@ serves one static page and a small JSON API over a :class:`Study`:
 ==========================================  ==========================================
 
 Clips are named by opaque ids and only those of the session in the URL are
-served. A body larger than :data:`~musicrl.evaluation.listen.MAX_BODY_BYTES`
-or malformed is refused with 400 before anything is written; an unknown
+served. A body that is not ``application/json`` (which keeps other sites'
+pages from posting answers), larger than
+:data:`~musicrl.evaluation.listen.MAX_BODY_BYTES` or malformed is refused
+with 400 before anything is written; an unknown
 session is 404; answering a trial other than the current one is 409. Each
 answer is appended to the session's file and synced before the reply, so a
 killed server loses nothing that was answered, and a session absent from
@@ -179,7 +181,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": message})
 
     def _body(self) -> bytes | None:
-        """The request body, or None after replying 400 to one missing, oversized or cut short."""
+        """The request body, or None after replying 400 to one not JSON, missing, oversized or cut short."""
+        if self.headers.get_content_type() != "application/json":
+            # a form or text/plain post from another site's page needs no preflight; JSON does, and gets none
+            self.close_connection = True
+            self._error(HTTPStatus.BAD_REQUEST, "a request body must be sent as application/json")
+            return None
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             self.close_connection = True

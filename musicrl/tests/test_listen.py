@@ -133,8 +133,9 @@ def test_identify_answers_are_correct_when_they_pick_the_real_clip():
         choice = t % 2
         record = session.answer(t, choice, None)
         assert record["correct"] == ((left, right)[choice] == "real")
-        np.testing.assert_array_equal(session.seq_of(t, choice),
-                                      study.sets[study.names.index(record["chosen"])][record[("left_index", "right_index")[choice]]])
+        chosen_set = study.sets[study.names.index(record["chosen"])]
+        chosen_index = record[("left_index", "right_index")[choice]]
+        np.testing.assert_array_equal(session.seq_of(t, choice), chosen_set[chosen_index])
         session.apply(record)
     assert session.current is None and session.state()["trial"] is None
     with pytest.raises(MusicRLError, match="complete"):
@@ -316,7 +317,9 @@ def call(server, method, path, body=None, headers=None):
     """One request: (status, parsed JSON or bytes)."""
     conn = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
     data = json.dumps(body).encode() if isinstance(body, dict) else body
-    conn.request(method, path, body=data, headers=headers or {})
+    if headers is None:
+        headers = {"Content-Type": "application/json"} if method == "POST" else {}
+    conn.request(method, path, body=data, headers=headers)
     response = conn.getresponse()
     payload = response.read()
     conn.close()
@@ -394,13 +397,15 @@ def test_unknown_sessions_are_404(served):
 
 
 @pytest.mark.parametrize("body,headers", [
-    (b"not json", {}),
-    (b'{"trial": 0, "choice": 7}', {}),
-    (b'{"trial": 0, "choice": 0, "rating": 0}', {}),
-    (b'{"trial": 0, "choice": 0, "extra": 1}', {}),
-    (b"[]", {}),
-    (b'{"trial": 0, "choice": 0, "pad": "' + b"x" * 100_000 + b'"}', {}),
-    (None, {}),  # an empty body
+    (b"not json", None),
+    (b'{"trial": 0, "choice": 7}', None),
+    (b'{"trial": 0, "choice": 0, "rating": 0}', None),
+    (b'{"trial": 0, "choice": 0, "extra": 1}', None),
+    (b"[]", None),
+    (b'{"trial": 0, "choice": 0, "pad": "' + b"x" * 100_000 + b'"}', None),
+    (None, None),  # an empty body
+    (b'{"trial": 0, "choice": 0}', {"Content-Type": "text/plain"}),  # what another site's page can post
+    (b"trial=0&choice=0", {"Content-Type": "application/x-www-form-urlencoded"}),
 ])
 def test_malformed_or_oversized_answers_are_400_and_never_written(served, body, headers):
     server, folder = served
@@ -419,6 +424,7 @@ def test_an_answer_without_content_length_is_400(served):
     _, state = call(server, "POST", "/api/sessions", {"listener": "ann"})
     conn = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
     conn.putrequest("POST", f"/api/sessions/{state['session']}/answers")
+    conn.putheader("Content-Type", "application/json")
     conn.endheaders()
     response = conn.getresponse()
     assert response.status == 400 and b"Content-Length" in response.read()
@@ -494,7 +500,7 @@ def _started(process):
 def _ctrl_c(process, url):
     host, port = url.split("//", 1)[1].strip("/").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    conn.request("POST", "/api/sessions", body=b'{"listener": "ann"}')
+    conn.request("POST", "/api/sessions", body=b'{"listener": "ann"}', headers={"Content-Type": "application/json"})
     assert conn.getresponse().status == 201
     conn.close()
     process.send_signal(signal.SIGINT)
