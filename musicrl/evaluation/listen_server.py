@@ -12,7 +12,8 @@ serves one static page and a small JSON API over a :class:`Study`:
 ==========================================  ==========================================
 
 Clips are named by opaque ids and only those of the session in the URL are
-served. A body that is not ``application/json`` (which keeps other sites'
+served, and, bound to 127.0.0.1, only to requests naming this machine. A
+body that is not ``application/json`` (which keeps other sites'
 pages from posting answers), larger than
 :data:`~musicrl.evaluation.listen.MAX_BODY_BYTES` or malformed is refused
 with 400 before anything is written; an unknown
@@ -103,6 +104,11 @@ class ListeningServer(ThreadingHTTPServer):
             super().__init__((host, port), _Handler)
         except OSError as e:
             raise MusicRLError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        # bound to this machine only, the page answers only to this machine's names: another site's name
+        # pointed at 127.0.0.1 (DNS rebinding) gets nothing
+        bound = self.server_address[1]
+        loopback = host in ("127.0.0.1", "localhost", "::1")
+        self.hosts = {f"127.0.0.1:{bound}", f"localhost:{bound}", f"[::1]:{bound}"} if loopback else None
 
     @property
     def url(self) -> str:
@@ -208,7 +214,17 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         return tuple(part for part in path.split("/") if part)
 
+    def _host_refused(self) -> bool:
+        """Whether the request names another host than this machine's (then 400 is sent)."""
+        if self.server.hosts is None or self.headers.get("Host", "").lower() in self.server.hosts:
+            return False
+        self.close_connection = True
+        self._error(HTTPStatus.BAD_REQUEST, "this server answers only to 127.0.0.1, localhost and [::1]")
+        return True
+
     def do_GET(self) -> None:
+        if self._host_refused():
+            return None
         path = self.path.split("?", 1)[0]
         if path in _STATIC:
             name, content_type = _STATIC[path]
@@ -231,6 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_POST(self) -> None:
+        if self._host_refused():
+            return None
         parts = self._route()
         if parts == ("api", "sessions"):
             return self._with_body(self._new_session)

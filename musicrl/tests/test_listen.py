@@ -389,6 +389,19 @@ def test_only_the_page_and_the_sessions_clips_are_served(served):
         assert b"kind" not in json.dumps(payload).encode()
 
 
+def test_requests_naming_another_host_are_refused(served):
+    server, folder = served
+    port = server.server_address[1]
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1:1"):
+        assert call(server, "GET", "/", headers={"Host": host})[0] == 400
+        status, _ = call(server, "POST", "/api/sessions", {"listener": "x"},
+                         headers={"Host": host, "Content-Type": "application/json"})
+        assert status == 400
+    assert not list(folder.iterdir())
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert call(server, "GET", "/", headers={"Host": host})[0] == 200
+
+
 def test_unknown_sessions_are_404(served):
     server, _ = served
     assert call(server, "GET", "/api/sessions/0123456789abcdef")[0] == 404
