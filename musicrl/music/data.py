@@ -867,6 +867,7 @@ def _build_lock(out_dir: Path):
 def _build_chorales_locked(
     out_dir: Path, cfg: Config, limit: int | None, workers: int | None, progress: bool
 ) -> dict:
+    """:func:`build_chorales` once the folder is locked: convert, count, write the manifest."""
     t0 = time.perf_counter()
     previous = _read_manifest(out_dir)
     for old in out_dir.glob(f"{_CACHE_PREFIX}*.npz"):
@@ -881,6 +882,50 @@ def _build_chorales_locked(
     sources = _chorale_sources(limit)
     corpus_root = Path(music21.__file__).resolve().parent / "corpus"
     jobs = [(name, str(path), str(out_dir / f"{path.stem}.mid")) for name, path in sources]
+    results = _run_build_jobs(jobs, workers, progress)
+
+    built = [r for r in results if "file" in r]
+    failed = [{"name": r["name"], "reason": r["error"]} for r in results if "error" in r]
+    if previous is not None:
+        _remove_unbuilt(out_dir, previous, built)
+    if not built:
+        raise MusicRLError(f"no chorale could be converted: {failed[:3]}")
+
+    files = [_file_entry(r, corpus_root) for r in built]
+    # count windows and split with the loader itself, which also fills its cache
+    _write_json(
+        out_dir / MANIFEST_NAME,
+        {"generator": _GENERATOR, "format": _FORMAT, "complete": False, "limit": limit, "files": files},
+    )
+    real_data = load_folder(out_dir, cfg, cache=True)
+    _mark_splits(files, real_data)
+    too_short = [{"name": Path(p).name, "reason": r} for p, r in real_data.skipped]
+    manifest = {
+        "generator": _GENERATOR,
+        "format": _FORMAT,
+        "complete": True,
+        "limit": limit,
+        "source": _source_description(music21.__version__),
+        "licence": CHORALES_LICENCE,
+        "pieces": len(built),
+        "skipped": failed + too_short,
+        "split": _split_summary(cfg, real_data),
+        "windows": {
+            **_grid(cfg),
+            "n_steps": cfg.n_steps,
+            "window_hop": cfg.window_hop,
+            "train": int(len(real_data.train_windows)),
+            "heldout": int(len(real_data.heldout_windows)),
+        },
+        "build_seconds": round(time.perf_counter() - t0, 1),
+        "files": files,
+    }
+    _write_json(out_dir / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def _run_build_jobs(jobs: list[tuple[str, str, str]], workers: int | None, progress: bool) -> list[dict]:
+    """:func:`_build_one` of every job, in order, in this process or a pool of ``workers`` forks."""
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     workers = max(1, min(int(workers), len(jobs)))
@@ -907,35 +952,29 @@ def _build_chorales_locked(
                     bar.update()
     if bar is not None:
         bar.close()
+    return results
 
-    built = [r for r in results if "file" in r]
-    failed = [{"name": r["name"], "reason": r["error"]} for r in results if "error" in r]
-    if previous is not None:
-        keep = {r["file"] for r in built}
-        for entry in previous.get("files", []):
-            if entry.get("file") not in keep:
-                (out_dir / entry["file"]).unlink(missing_ok=True)
-    if not built:
-        raise MusicRLError(f"no chorale could be converted: {failed[:3]}")
 
-    files = []
-    for r in built:
-        src = Path(r["source"])
-        try:
-            src_name = src.resolve().relative_to(corpus_root).as_posix()
-        except ValueError:
-            src_name = src.name
-        files.append({"file": r["file"], "corpus_name": r["name"], "source": src_name, "notes": r["notes"]})
-    # count windows and split with the loader itself, which also fills its cache
-    manifest_base = {
-        "generator": _GENERATOR,
-        "format": _FORMAT,
-        "complete": False,
-        "limit": limit,
-        "files": files,
-    }
-    _write_json(out_dir / MANIFEST_NAME, manifest_base)
-    real_data = load_folder(out_dir, cfg, cache=True)
+def _remove_unbuilt(out_dir: Path, previous: dict, built: list[dict]) -> None:
+    # files of an earlier build that this one did not write again would be loaded as chorales
+    keep = {r["file"] for r in built}
+    for entry in previous.get("files", []):
+        if entry.get("file") not in keep:
+            (out_dir / entry["file"]).unlink(missing_ok=True)
+
+
+def _file_entry(result: dict, corpus_root: Path) -> dict:
+    """The manifest entry of one converted chorale; its source relative to the corpus when inside it."""
+    src = Path(result["source"])
+    try:
+        src_name = src.resolve().relative_to(corpus_root).as_posix()
+    except ValueError:
+        src_name = src.name
+    return {"file": result["file"], "corpus_name": result["name"], "source": src_name, "notes": result["notes"]}
+
+
+def _mark_splits(files: list[dict], real_data: RealData) -> None:
+    """Set each entry's ``split``: 'train', 'heldout', or 'skipped' (too short for a window)."""
     heldout = set(real_data.heldout_names)
     for entry in files:
         if entry["file"] in heldout:
@@ -944,46 +983,31 @@ def _build_chorales_locked(
             entry["split"] = "train"
         else:
             entry["split"] = "skipped"
-    too_short = [{"name": Path(p).name, "reason": r} for p, r in real_data.skipped]
-    manifest = {
-        "generator": _GENERATOR,
-        "format": _FORMAT,
-        "complete": True,
-        "limit": limit,
-        "source": {
-            "description": "Bach chorales (four-part harmonizations) from the music21 corpus",
-            "corpus": "music21.corpus.chorales.Iterator, Riemenschneider numbering, duplicates once",
-            "music21_version": music21.__version__,
-            "conversion": (
-                "parsed with music21, written with pretty_midi: one instrument per voice, "
-                "ties merged, repeats not expanded, 120 bpm, 480 ticks per quarter note"
-            ),
-        },
-        "licence": CHORALES_LICENCE,
-        "pieces": len(built),
-        "skipped": failed + too_short,
-        "split": {
-            "rule": (
-                "a piece is held out when the first 8 bytes of sha1(relative file name, utf-8), "
-                "as a fraction of 2**64, are below holdout_fraction"
-            ),
-            "holdout_fraction": cfg.holdout_fraction,
-            "train": len(real_data.train_names),
-            "heldout": len(real_data.heldout_names),
-            "heldout_files": real_data.heldout_names,
-        },
-        "windows": {
-            **_grid(cfg),
-            "n_steps": cfg.n_steps,
-            "window_hop": cfg.window_hop,
-            "train": int(len(real_data.train_windows)),
-            "heldout": int(len(real_data.heldout_windows)),
-        },
-        "build_seconds": round(time.perf_counter() - t0, 1),
-        "files": files,
+
+
+def _source_description(music21_version: str) -> dict:
+    return {
+        "description": "Bach chorales (four-part harmonizations) from the music21 corpus",
+        "corpus": "music21.corpus.chorales.Iterator, Riemenschneider numbering, duplicates once",
+        "music21_version": music21_version,
+        "conversion": (
+            "parsed with music21, written with pretty_midi: one instrument per voice, "
+            "ties merged, repeats not expanded, 120 bpm, 480 ticks per quarter note"
+        ),
     }
-    _write_json(out_dir / MANIFEST_NAME, manifest)
-    return manifest
+
+
+def _split_summary(cfg: Config, real_data: RealData) -> dict:
+    return {
+        "rule": (
+            "a piece is held out when the first 8 bytes of sha1(relative file name, utf-8), "
+            "as a fraction of 2**64, are below holdout_fraction"
+        ),
+        "holdout_fraction": cfg.holdout_fraction,
+        "train": len(real_data.train_names),
+        "heldout": len(real_data.heldout_names),
+        "heldout_files": real_data.heldout_names,
+    }
 
 
 def load_default(cfg: Config | None = None, *, progress: bool = True) -> RealData:
