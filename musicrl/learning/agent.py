@@ -8,7 +8,7 @@ notes of a step come from one of two heads (setting ``policy_head``):
 ``"vocab"`` (default)
     A categorical over a chord vocabulary (every distinct chord of the
     training windows, optionally with transpositions, see
-    :func:`build_chord_vocab`) plus one ``<other>`` token. ``<other>`` is
+    :func:`~musicrl.learning.vocab.build_chord_vocab`) plus one ``<other>`` token. ``<other>`` is
     followed by an independent Bernoulli per pitch, so any chord, in the
     vocabulary or not, has non-zero probability. The probability of a chord
     ``c`` is that of the mixture::
@@ -67,6 +67,10 @@ import tensorflow as tf
 from ..errors import MusicRLError
 from ..seeding import as_rng
 from ..music.vectorize import check_seqs
+from .chord_dist import bern_entropy, bern_log_prob, cat_entropy, inverse_cdf_draw, pick, step_kl
+from . import vocab as chord_vocab
+# the vocabulary's public names stay importable from here, where callers have always found them
+from .vocab import build_chord_vocab, in_vocabulary, vocab_coverage, vocab_kwargs
 
 __all__ = [
     "POLICY_HEADS",
@@ -85,174 +89,6 @@ __all__ = [
 ]
 
 POLICY_HEADS = ("vocab", "bernoulli")
-
-# bits per float64 key word: sums of distinct powers of two below 2**52 are exact
-_KEY_BITS = 52
-# half a float32 uniform's resolution: keeps inverse-CDF draws off exact zero
-_HALF_ULP = 2.0**-25
-_TINY = float(np.finfo(np.float32).tiny)
-
-
-# --------------------------------------------------------------------------------------
-# chord vocabulary
-# --------------------------------------------------------------------------------------
-
-
-def _chord_rows(seqs: np.ndarray) -> np.ndarray:
-    """(..., n_pitches) multi-hot -> (n, n_pitches) uint8 rows."""
-    return np.ascontiguousarray(seqs.reshape(-1, seqs.shape[-1]) > 0).astype(np.uint8)
-
-
-def _row_keys(rows: np.ndarray) -> np.ndarray:
-    """One hashable bytes key per uint8 multi-hot row."""
-    packed = np.packbits(rows, axis=1)
-    return packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-
-
-def build_chord_vocab(
-    real_seqs: np.ndarray,
-    *,
-    transpose: int = 0,
-    max_size: int | None = None,
-    min_count: int = 1,
-) -> np.ndarray:
-    """Every distinct chord of some seqs, most frequent first.
-
-    Parameters
-    ----------
-    real_seqs : np.ndarray, shape=(batch, n_steps, n_pitches) or (n_steps, n_pitches)
-        Multi-hot training chords. Empty chords (rests) are chords too.
-    transpose : int
-        Also add every chord moved by ``-transpose..+transpose`` semitones,
-        where all its pitches stay on the grid (counted as if seen once, so
-        they rank after the chords actually seen).
-    max_size : int or None
-        Keep only the ``max_size`` most frequent chords (None: all). Chords
-        left out are still expressible through the ``<other>`` branch.
-    min_count : int
-        Keep only chords seen at least this often (before transposing).
-        With 2, chords seen once are left to ``<other>``, so that
-        maximum-likelihood training gives ``<other>`` the share of rare
-        chords, and chords never seen get a sensible probability (as an
-        unknown-word threshold does in language models).
-
-    Returns
-    -------
-    vocab : np.ndarray, shape=(n_chords, n_pitches), dtype=float32
-        Distinct multi-hot chords, by descending count (ties in a fixed
-        order), so the same data always gives the same vocabulary.
-
-    Raises
-    ------
-    MusicRLError
-        On bad seqs or settings.
-    """
-    seqs = check_seqs(real_seqs, name="real_seqs")
-    if isinstance(transpose, bool) or not isinstance(transpose, (int, np.integer)) or transpose < 0:
-        raise MusicRLError(f"transpose must be a non-negative int of semitones, got {transpose!r}")
-    if max_size is not None and (
-        isinstance(max_size, bool) or not isinstance(max_size, (int, np.integer)) or max_size < 1
-    ):
-        raise MusicRLError(f"max_size must be a positive int or None, got {max_size!r}")
-    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
-        raise MusicRLError(f"min_count must be a positive int, got {min_count!r}")
-    rows = _chord_rows(seqs)
-    n_pitches = rows.shape[1]
-    uniq, counts = np.unique(rows, axis=0, return_counts=True)
-    frequent = counts >= min_count
-    if not frequent.any():
-        raise MusicRLError(f"no chord of real_seqs is seen min_count={min_count} times")
-    uniq, counts = uniq[frequent], counts[frequent].astype(np.float64)
-    if transpose > 0:
-        extra = []
-        for k in range(-int(transpose), int(transpose) + 1):
-            if k == 0:
-                continue
-            shifted = np.zeros_like(uniq)
-            if k > 0:
-                shifted[:, k:] = uniq[:, : n_pitches - k]
-                fits = uniq[:, n_pitches - k :].sum(axis=1) == 0
-            else:
-                shifted[:, :k] = uniq[:, -k:]
-                fits = uniq[:, :-k].sum(axis=1) == 0
-            extra.append(shifted[fits])
-        seen = set(_row_keys(uniq).tolist())
-        new = np.concatenate(extra, axis=0) if extra else np.zeros((0, n_pitches), np.uint8)
-        if len(new):
-            new = np.unique(new, axis=0)
-            keep = np.array([k not in seen for k in _row_keys(new).tolist()], dtype=bool)
-            new = new[keep]
-            # below every seen chord's count: transposed chords rank last
-            uniq = np.concatenate([uniq, new], axis=0)
-            counts = np.concatenate([counts, np.full(len(new), 0.5)])
-    # np.unique sorted rows lexicographically; a stable sort keeps that for ties
-    order = np.argsort(-counts, kind="stable")
-    vocab = uniq[order]
-    if max_size is not None:
-        vocab = vocab[: int(max_size)]
-    return vocab.astype(np.float32)
-
-
-def _check_vocab(vocab: Any, n_pitches: int) -> np.ndarray:
-    arr = np.asarray(vocab)
-    if arr.ndim != 2 or arr.shape[1] != n_pitches or arr.shape[0] < 1:
-        raise MusicRLError(
-            f"vocab must have shape (n_chords >= 1, n_pitches={n_pitches}), got shape {arr.shape}"
-        )
-    arr = check_seqs(arr[None], n_pitches=n_pitches, name="vocab")[0]
-    if len(np.unique(_row_keys(_chord_rows(arr)))) != len(arr):
-        raise MusicRLError("vocab must not repeat a chord")
-    return arr
-
-
-def in_vocabulary(vocab: np.ndarray, seqs: np.ndarray) -> np.ndarray:
-    """Which chords (steps) of ``seqs`` are vocabulary chords.
-
-    Parameters
-    ----------
-    vocab : np.ndarray, shape=(n_chords, n_pitches)
-        As returned by :func:`build_chord_vocab`.
-    seqs : np.ndarray, shape=(batch, n_steps, n_pitches) or (n_steps, n_pitches)
-
-    Returns
-    -------
-    known : np.ndarray of bool, shape=seqs.shape[:-1]
-    """
-    vocab = np.asarray(vocab)
-    if vocab.ndim != 2:
-        raise MusicRLError(f"vocab must have shape (n_chords, n_pitches), got shape {vocab.shape}")
-    seqs = check_seqs(seqs, n_pitches=vocab.shape[1], name="seqs")
-    known = set(_row_keys(_chord_rows(vocab)).tolist())
-    keys = _row_keys(_chord_rows(seqs)).tolist()
-    return np.array([k in known for k in keys], bool).reshape(seqs.shape[:-1])
-
-
-def vocab_coverage(vocab: np.ndarray, seqs: np.ndarray) -> float:
-    """Share of the chords (steps) of ``seqs`` that are vocabulary chords.
-
-    Parameters
-    ----------
-    vocab : np.ndarray, shape=(n_chords, n_pitches)
-        As returned by :func:`build_chord_vocab`.
-    seqs : np.ndarray, shape=(batch, n_steps, n_pitches) or (n_steps, n_pitches)
-
-    Returns
-    -------
-    coverage : float
-        In [0, 1]; 1 means every chord is drawn by a single vocabulary token.
-        Chords outside still have non-zero probability (``<other>`` branch).
-    """
-    return float(np.mean(in_vocabulary(vocab, seqs)))
-
-
-def _key_weights(n_pitches: int) -> np.ndarray:
-    """(n_pitches, n_words) float64: chord @ W gives exact integer keys, one per word."""
-    n_words = -(-n_pitches // _KEY_BITS)
-    w = np.zeros((n_pitches, n_words), dtype=np.float64)
-    for p in range(n_pitches):
-        w[p, p // _KEY_BITS] = 2.0 ** (p % _KEY_BITS)
-    return w
-
 
 # --------------------------------------------------------------------------------------
 # the policy
@@ -284,33 +120,6 @@ class PolicySample(NamedTuple):
     entropies: np.ndarray
     from_vocab: np.ndarray
     values: np.ndarray | None
-
-
-def _pick(values: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-    """values[..., index[...]] for a short last axis."""
-    return tf.reduce_sum(values * tf.one_hot(index, values.shape[-1], dtype=values.dtype), axis=-1)
-
-
-def _cat_entropy(logp: tf.Tensor) -> tf.Tensor:
-    # padded slots have probability exactly 0 and a finite log-prob, so they add 0
-    return -tf.reduce_sum(tf.exp(logp) * logp, axis=-1)
-
-
-def _cat_kl(logp: tf.Tensor, ref_logp: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_sum(tf.exp(logp) * (logp - ref_logp), axis=-1)
-
-
-def _draw(probs: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
-    """Inverse-CDF draw of one index per row of probs (batch, n) from uniforms (batch,).
-
-    Clamping keeps every draw on an index of positive probability despite
-    rounding (the first cdf value reaching a target in (0, total] follows a
-    positive step).
-    """
-    cdf = tf.cumsum(probs, axis=-1)
-    total = cdf[:, -1:]
-    target = tf.clip_by_value((u[:, None] + _HALF_ULP) * total, _TINY, total)
-    return tf.reduce_sum(tf.cast(cdf < target, tf.int32), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="musicrl")
@@ -377,7 +186,7 @@ class ChordPolicy(keras.Model):
         if head == "vocab":
             if vocab is None:
                 raise MusicRLError("head='vocab' needs a vocab (see build_chord_vocab)")
-            vocab = _check_vocab(vocab, self.n_pitches)
+            vocab = chord_vocab.check_vocab(vocab, self.n_pitches)
             self.n_vocab = int(vocab.shape[0])
             n_tokens = self.n_vocab + 1
             self.block_size = int(np.ceil(np.sqrt(n_tokens)))
@@ -399,7 +208,7 @@ class ChordPolicy(keras.Model):
             if vocab is not None:
                 raise MusicRLError("head='bernoulli' takes no vocab")
             self.n_vocab = self.block_size = self.n_blocks = 0
-        self._key_w = tf.constant(_key_weights(self.n_pitches))
+        self._key_w = tf.constant(chord_vocab.key_weights(self.n_pitches))
         self._fns: dict = {}
         self._table_of: np.ndarray | None = None
         self._index_of: dict = {}
@@ -418,8 +227,7 @@ class ChordPolicy(keras.Model):
             "name": self.name,
             "n_pitches": self.n_pitches,
             "head": self.head,
-            # pitch lists are far smaller than the multi-hot rows in JSON
-            "vocab": None if vocab is None else [np.flatnonzero(row).tolist() for row in vocab],
+            "vocab": None if vocab is None else chord_vocab.vocab_to_pitch_lists(vocab),
             "hidden_size": self.hidden_size,
             "embed_size": self.embed_size,
             "value_head": self.has_value_head,
@@ -430,11 +238,7 @@ class ChordPolicy(keras.Model):
     def from_config(cls, config: dict[str, Any]) -> "ChordPolicy":
         config = dict(config)
         if config.get("vocab") is not None:
-            rows = config["vocab"]
-            vocab = np.zeros((len(rows), config["n_pitches"]), dtype=np.float32)
-            for i, pitches in enumerate(rows):
-                vocab[i, list(pitches)] = 1.0
-            config["vocab"] = vocab
+            config["vocab"] = chord_vocab.pitch_lists_to_vocab(config["vocab"], config["n_pitches"])
         n_pitches = config.pop("n_pitches")
         return cls(n_pitches, **config)
 
@@ -447,44 +251,20 @@ class ChordPolicy(keras.Model):
         if self.head != "vocab":
             return np.zeros(seqs.shape[:2], np.int32)
         vocab = self.vocab_var.numpy()
+        # the vocabulary variable can be overwritten (set_weights, a restored checkpoint)
         if self._table_of is None or not np.array_equal(self._table_of, vocab):
-            keys = _row_keys(_chord_rows(vocab)).tolist()
-            self._index_of = {k: i for i, k in enumerate(keys)}
+            self._index_of = chord_vocab.index_table(vocab)
             self._table_of = vocab
-        get = self._index_of.get
-        idx = [get(k, self.n_vocab) for k in _row_keys(_chord_rows(seqs)).tolist()]
-        return np.asarray(idx, dtype=np.int32).reshape(seqs.shape[:2])
+        return chord_vocab.chords_to_indices(self._index_of, seqs)
 
     def _vocab_search(self) -> tuple[tf.Tensor, tf.Tensor]:
         """Sorted float64 keys of the vocabulary chords, (n_vocab, n_words), and their vocab indices."""
-        keys = tf.matmul(tf.cast(self.vocab_var, tf.float64), self._key_w)
-        order = tf.cast(tf.argsort(keys[:, 0]), tf.int32)
-        return tf.gather(keys, order), order
+        return chord_vocab.sorted_vocab_keys(self.vocab_var, self._key_w)
 
     def _vocab_index(self, chords: tf.Tensor, search: tuple | None = None) -> tf.Tensor:
         """(..., n_pitches) chords -> (...) int32 vocab index, n_vocab when not in it (in the graph)."""
-        sorted_keys, order = search if search is not None else self._vocab_search()
-        keys = tf.tensordot(tf.cast(chords, tf.float64), self._key_w, axes=1)
-        if self._key_w.shape[1] > 1:
-            # keys of several words: compare with every vocabulary chord
-            eq = tf.reduce_all(tf.equal(keys[..., None, :], sorted_keys), axis=-1)
-            pos = tf.reduce_sum(tf.where(eq, tf.range(1, self.n_vocab + 1), 0), axis=-1) - 1
-            found = pos >= 0
-            pos = tf.maximum(pos, 0)
-        else:
-            # branchless binary search for the first sorted key >= key
-            key, table = keys[..., 0], sorted_keys[:, 0]
-            lo = tf.zeros_like(key, dtype=tf.int32)
-            hi = tf.fill(tf.shape(key), self.n_vocab)
-            for _ in range(int(np.ceil(np.log2(self.n_vocab + 1))) + 1):
-                mid = (lo + hi) // 2
-                less = tf.gather(table, tf.minimum(mid, self.n_vocab - 1)) < key
-                active = lo < hi
-                lo = tf.where(active & less, mid + 1, lo)
-                hi = tf.where(active & ~less, mid, hi)
-            pos = tf.minimum(lo, self.n_vocab - 1)
-            found = tf.gather(table, pos) == key
-        return tf.where(found, tf.gather(order, pos), self.n_vocab)
+        search = search if search is not None else self._vocab_search()
+        return chord_vocab.chords_to_indices_graph(chords, search, self._key_w, self.n_vocab)
 
     # ---- distributions (TensorFlow, any leading axes) -------------------------------
     def _token_table(self) -> tuple[tf.Tensor, tf.Tensor] | None:
@@ -519,29 +299,21 @@ class ChordPolicy(keras.Model):
             logits = tf.linalg.matvec(tf.gather(emb, block), dist["query"]) + tf.gather(bias, block)
         return tf.nn.log_softmax(logits / temperature, axis=-1)
 
-    @staticmethod
-    def _bern_log_prob(logits: tf.Tensor, chords: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_sum(chords * logits - tf.nn.softplus(logits), axis=-1)
-
-    @staticmethod
-    def _bern_entropy(logits: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_sum(tf.nn.softplus(logits) - tf.sigmoid(logits) * logits, axis=-1)
-
     def _step_terms(self, dist: dict, chords: tf.Tensor, idx: tf.Tensor | None, table: Any, temperature: Any) -> dict:
         """Exact log-prob and (estimated) entropy of chords (..., n_pitches) with vocab indices idx (...)."""
-        bern_lp = self._bern_log_prob(dist["pitch_logits"], chords)
-        bern_h = self._bern_entropy(dist["pitch_logits"])
+        bern_lp = bern_log_prob(dist["pitch_logits"], chords)
+        bern_h = bern_entropy(dist["pitch_logits"])
         if self.head != "vocab":
             return {"log_prob": bern_lp, "entropy": bern_h}
         size, last = self.block_size, self.n_blocks - 1
         block_logp = dist["block_logp"]
         within = self._within(dist, table, temperature, idx // size)
-        token_lp = _pick(block_logp, idx // size) + _pick(within, idx % size)
+        token_lp = pick(block_logp, idx // size) + pick(within, idx % size)
         within_last = self._within(dist, table, temperature, None)
         other_lp = block_logp[..., last] + within_last[..., self.n_vocab % size]
         in_vocab = tf.where(idx < self.n_vocab, token_lp, tf.constant(-np.inf, tf.float32))
         log_prob = tf.reduce_logsumexp(tf.stack([in_vocab, other_lp + bern_lp], axis=-1), axis=-1)
-        entropy = _cat_entropy(block_logp) + _cat_entropy(within) + tf.exp(other_lp) * bern_h
+        entropy = cat_entropy(block_logp) + cat_entropy(within) + tf.exp(other_lp) * bern_h
         return {"log_prob": log_prob, "entropy": entropy, "within_logp": within, "other_logp": other_lp}
 
     def _all_token_logp(self, dist: dict, table: tuple, temperature: tf.Tensor) -> tf.Tensor:
@@ -592,11 +364,11 @@ class ChordPolicy(keras.Model):
         out = dict(dist)
         out.update(self._step_terms(dist, seqs, idx, table, temperature))
         if exact:
-            bern_h = self._bern_entropy(dist["pitch_logits"])
+            bern_h = bern_entropy(dist["pitch_logits"])
             if self.head == "vocab":
                 token_logp = self._all_token_logp(dist, table, temperature)
                 out["token_logp"] = token_logp
-                out["exact_entropy"] = _cat_entropy(token_logp) + tf.exp(token_logp[..., -1]) * bern_h
+                out["exact_entropy"] = cat_entropy(token_logp) + tf.exp(token_logp[..., -1]) * bern_h
             else:
                 out["exact_entropy"] = bern_h
         if self.has_value_head:
@@ -625,9 +397,9 @@ class ChordPolicy(keras.Model):
         if self.head != "vocab":
             return bern_chord, None, tf.zeros(tf.shape(u)[:1], tf.bool)
         # a block, then a token within it: two small softmaxes instead of one large
-        block = _draw(tf.exp(dist["block_logp"]), u[:, 0])
+        block = inverse_cdf_draw(tf.exp(dist["block_logp"]), u[:, 0])
         within = self._within(dist, table, temperature, block)
-        token = tf.minimum(block * self.block_size + _draw(tf.exp(within), u[:, 1]), self.n_vocab)
+        token = tf.minimum(block * self.block_size + inverse_cdf_draw(tf.exp(within), u[:, 1]), self.n_vocab)
         drawn = token < self.n_vocab
         chord = tf.where(drawn[:, None], tf.gather(padded_vocab, token), bern_chord)
         return chord, tf.where(drawn, token, self._vocab_index(chord, search)), drawn
@@ -840,19 +612,6 @@ def build_policy(cfg: Any, vocab: np.ndarray | None = None) -> ChordPolicy:
     )
 
 
-def vocab_kwargs(cfg: Any) -> dict[str, Any]:
-    """Keyword arguments of :func:`build_chord_vocab` for a :class:`~musicrl.config.Config`.
-
-    The transposition is at least ``cfg.transpose``, the augmentation of the
-    real windows, so every chord the policy is pretrained on is a vocabulary chord.
-    """
-    return {
-        "transpose": max(cfg.vocab_transpose, cfg.transpose),
-        "max_size": cfg.vocab_max_size or None,
-        "min_count": cfg.vocab_min_count,
-    }
-
-
 def clone_policy(policy: ChordPolicy, *, trainable: bool = True) -> ChordPolicy:
     """A new policy with the same settings, vocabulary and weights.
 
@@ -870,32 +629,6 @@ def clone_policy(policy: ChordPolicy, *, trainable: bool = True) -> ChordPolicy:
 # --------------------------------------------------------------------------------------
 # losses and updates
 # --------------------------------------------------------------------------------------
-
-
-def _kl(out: dict, ref_out: dict, head: str, exact: bool = False) -> tf.Tensor:
-    """KL(pi || pi_ref) per step of the (branch, chord) distributions (see module docs).
-
-    ``out`` and ``ref_out`` are teacher-forced passes over the same seqs;
-    ``exact`` needs passes made with ``exact=True``.
-    """
-    lp, lq = out["pitch_logits"], ref_out["pitch_logits"]
-    p = tf.sigmoid(lp)
-    bern = tf.reduce_sum(
-        p * (tf.math.log_sigmoid(lp) - tf.math.log_sigmoid(lq))
-        + (1.0 - p) * (tf.math.log_sigmoid(-lp) - tf.math.log_sigmoid(-lq)),
-        axis=-1,
-    )
-    if head != "vocab":
-        return bern
-    if exact:
-        token_logp = out["token_logp"]
-        return _cat_kl(token_logp, ref_out["token_logp"]) + tf.exp(token_logp[..., -1]) * bern
-    # both passes looked at the block of the same chord
-    return (
-        _cat_kl(out["block_logp"], ref_out["block_logp"])
-        + _cat_kl(out["within_logp"], ref_out["within_logp"])
-        + tf.exp(out["other_logp"]) * bern
-    )
 
 
 def _check_same_kind(policy: ChordPolicy, ref_policy: ChordPolicy) -> None:
@@ -938,7 +671,7 @@ def policy_kl(
     def kl_fn(s, idx):
         one = tf.constant(1.0)
         out = policy._forward(s, one, idx, exact=exact)
-        return _kl(out, ref_policy._forward(s, one, idx, exact=exact), policy.head, exact)
+        return step_kl(out, ref_policy._forward(s, one, idx, exact=exact), policy.head, exact)
 
     fn = policy._compiled(("kl", id(ref_policy), exact), kl_fn)
     return fn(tf.constant(seqs), tf.constant(policy._lookup(seqs))).numpy()
@@ -1172,7 +905,7 @@ def reinforce_step(
             if ref_policy is not None:
                 ref = ref_policy._forward(s, one, idx)
                 ref = {k: tf.stop_gradient(v) for k, v in ref.items()}
-                kl = tf.reduce_mean(_kl(out, ref, policy.head))
+                kl = tf.reduce_mean(step_kl(out, ref, policy.head))
                 loss = loss + kl_c * kl
             else:
                 kl = tf.constant(0.0)

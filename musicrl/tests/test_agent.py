@@ -1,4 +1,4 @@
-"""Tests of the chord policy: vocabulary, sampling, exact log-probs, updates."""
+"""Tests of the chord policy: sampling, exact log-probs, updates (its vocabulary: test_vocab.py)."""
 
 import itertools
 import os
@@ -14,7 +14,6 @@ from musicrl.learning.agent import (
     build_chord_vocab,
     build_policy,
     clone_policy,
-    in_vocabulary,
     kl_weight,
     policy_kl,
     pretrain_step,
@@ -62,55 +61,14 @@ def _in_rows(chords, rows):
     return np.any(np.all(chords[:, None, :] == rows[None, :, :], axis=-1), axis=1)
 
 
-# ---- vocabulary ---------------------------------------------------------------------
+# ---- the vocabulary a policy holds ---------------------------------------------------
 
 
-def test_vocab_holds_every_training_chord_once_most_frequent_first():
-    real_seqs = _real_seqs()
-    vocab = build_chord_vocab(real_seqs)
-    assert vocab.dtype == np.float32 and vocab.shape == (4, N_PITCHES)
-    assert len(np.unique(vocab, axis=0)) == 4
-    assert vocab_coverage(vocab, real_seqs) == 1.0
-    # C appears 5 times per copy, G and F 3 times, Am once
-    np.testing.assert_array_equal(vocab[0], _chord(TRIADS["C"]))
-    np.testing.assert_array_equal(vocab[-1], _chord(TRIADS["Am"]))
-
-
-def test_vocab_transpose_and_max_size():
-    real_seqs = _real_seqs()
-    up_down = build_chord_vocab(real_seqs, transpose=1)
-    # C, F, Am hold pitch 0 and G holds 11, so each moves one way only: C+1, F+1, Am+1, G-1,
-    # and G-1 = F+1 = (1, 6, 10)
-    assert len(up_down) == 4 + 3
-    assert vocab_coverage(up_down, real_seqs) == 1.0
-    np.testing.assert_array_equal(up_down[:4], build_chord_vocab(real_seqs))
-    assert _in_rows(_chord([1, 5, 8])[None], up_down)[0]
-    assert not _in_rows(_chord([0, 3, 8])[None], up_down)[0]
-    top2 = build_chord_vocab(real_seqs, max_size=2)
-    np.testing.assert_array_equal(top2, build_chord_vocab(real_seqs)[:2])
-
-
-def test_vocab_coverage_counts_unseen_chords():
+def test_policy_vocab_coverage_counts_unseen_chords():
     vocab = build_chord_vocab(_real_seqs())
     held = np.stack([_chord(TRIADS["C"]), _chord([1, 5, 8]), _chord(TRIADS["G"]), _chord([3])])[None]
-    assert vocab_coverage(vocab, held) == pytest.approx(0.5)
-    np.testing.assert_array_equal(in_vocabulary(vocab, held), [[True, False, True, False]])
-    policy = _policy(vocab=vocab)
-    assert policy.vocab_coverage(held) == pytest.approx(0.5)
+    assert _policy(vocab=vocab).vocab_coverage(held) == pytest.approx(0.5)
     assert _policy("bernoulli").vocab_coverage(held) == 0.0
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        ({"real_seqs": np.full((2, 4, N_PITCHES), 0.5)}, "multi-hot"),
-        ({"real_seqs": np.zeros((2, 4)), "transpose": -1}, "transpose"),
-        ({"real_seqs": np.zeros((2, 4)), "max_size": 0}, "max_size"),
-    ],
-)
-def test_build_chord_vocab_rejects_bad_input(kwargs, match):
-    with pytest.raises(MusicRLError, match=match):
-        build_chord_vocab(**kwargs)
 
 
 def test_policy_rejects_bad_settings():
