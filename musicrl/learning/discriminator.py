@@ -42,7 +42,6 @@ normalisation, a minibatch-stddev feature, loudness normalisation).
 
 from __future__ import annotations
 
-import json
 import weakref
 from typing import Any, Callable
 
@@ -53,6 +52,8 @@ import tensorflow as tf
 from ..errors import MusicRLError
 from ..seeding import as_rng
 from ..music.vectorize import check_seqs
+# kept importable from here, where callers have always found it
+from .replay import BatchDraws, ReplayBuffer
 
 __all__ = [
     "CNN_STRIDE",
@@ -343,141 +344,6 @@ def build_discriminator(cfg, *, name: str | None = None) -> keras.Model:
 
 
 # --------------------------------------------------------------------------
-# replay buffer
-# --------------------------------------------------------------------------
-class ReplayBuffer:
-    """A first-in-first-out store of older generated clips for D's batches.
-
-    Parameters
-    ----------
-    capacity : int
-        Most clips kept; the oldest is overwritten first.
-    seed : int or np.random.Generator, optional
-        Randomness of :meth:`sample` (its state is part of :meth:`get_state`).
-
-    Notes
-    -----
-    Memory is ``capacity`` times one stored clip: 128 kB for a default
-    16-step mel (501 x 64 float32), so 64 MB at capacity 512.
-    """
-
-    def __init__(self, capacity: int, *, seed: int | np.random.Generator | None = 0) -> None:
-        if int(capacity) < 1:
-            raise MusicRLError(f"replay buffer capacity must be >= 1, got {capacity}")
-        self.capacity = int(capacity)
-        self.rng = as_rng(seed)
-        self.items: np.ndarray | None = None
-        self.size = 0
-        self.pos = 0
-        self.n_seen = 0
-        self._undo: tuple | None = None  # what mark() saw, and the clips add() overwrote since
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, items: Any) -> None:
-        """Store a batch ``(batch, ...)`` of clips, overwriting the oldest when full."""
-        arr = np.asarray(items)
-        if arr.ndim < 1 or arr.shape[0] == 0:
-            return
-        if self.items is None:
-            self.items = np.zeros((self.capacity, *arr.shape[1:]), dtype=arr.dtype)
-        if arr.shape[1:] != self.items.shape[1:]:
-            raise MusicRLError(
-                f"replay items must have shape (batch, {', '.join(map(str, self.items.shape[1:]))}), "
-                f"got shape {arr.shape}"
-            )
-        arr = arr[-self.capacity :]
-        idx = (self.pos + np.arange(len(arr))) % self.capacity
-        if self._undo is not None:
-            marked_size, kept = self._undo[0], self._undo[-1]
-            for i in idx[idx < marked_size]:
-                kept.setdefault(int(i), self.items[i].copy())
-        self.items[idx] = arr
-        self.pos = int((self.pos + len(arr)) % self.capacity)
-        self.size = min(self.capacity, self.size + len(arr))
-        self.n_seen += int(np.asarray(items).shape[0])
-
-    def sample(self, n: int) -> np.ndarray:
-        """``n`` stored clips drawn uniformly without replacement (``n <= len(self)``)."""
-        n = int(n)
-        if not 0 <= n <= self.size:
-            raise MusicRLError(f"cannot sample {n} clips from a replay buffer holding {self.size}")
-        if n == 0:
-            shape = () if self.items is None else self.items.shape[1:]
-            dtype = np.float32 if self.items is None else self.items.dtype
-            return np.zeros((0, *shape), dtype=dtype)
-        return self.items[self.rng.choice(self.size, size=n, replace=False)].copy()
-
-    def mix(self, gen_batch: Any, share: float) -> np.ndarray:
-        """Replace a ``share`` of ``gen_batch`` by stored clips, then store ``gen_batch``.
-
-        The first ``round(share * batch)`` clips (fewer while the buffer fills)
-        are swapped for older ones; the batch keeps its size.
-        """
-        return self.mix_counted(gen_batch, share)[0]
-
-    def mix_counted(self, gen_batch: Any, share: float) -> tuple[np.ndarray, int]:
-        """:meth:`mix`, also returning how many leading clips were swapped."""
-        if not 0 <= share < 1:
-            raise MusicRLError(f"replay share must be in [0, 1), got {share!r}")
-        arr = np.asarray(gen_batch)
-        n_old = min(int(round(share * len(arr))), self.size)
-        old = self.sample(n_old)
-        out = np.concatenate([old.astype(arr.dtype, copy=False), arr[n_old:]]) if n_old else arr.copy()
-        self.add(arr)
-        return out, n_old
-
-    def mark(self) -> None:
-        """Remember the buffer as it is now, so :meth:`undo` can return to it.
-
-        Until the next mark, :meth:`add` keeps a copy of each stored clip it
-        overwrites: the cost is the clips added since (at most the whole
-        buffer), not a copy of the buffer at every mark.
-        """
-        self._undo = (self.size, self.pos, self.n_seen, self.rng.bit_generator.state, self.items is None, {})
-
-    def undo(self) -> None:
-        """Return to the last :meth:`mark`: its clips, counters and random state."""
-        if self._undo is None:
-            raise MusicRLError("replay buffer: nothing to undo (call mark() first)")
-        size, pos, n_seen, rng_state, was_empty, kept = self._undo
-        for i, clip in kept.items():
-            self.items[i] = clip
-        kept.clear()
-        if was_empty:  # the clips' shape is set again by the next add
-            self.items = None
-        self.size, self.pos, self.n_seen = size, pos, n_seen
-        self.rng.bit_generator.state = rng_state
-
-    def get_state(self) -> dict[str, np.ndarray]:
-        """The buffer as a dict of arrays (``np.savez(path, **state)`` stores it)."""
-        items = np.zeros((0,), np.float32) if self.items is None else self.items[: self.size].copy()
-        return {
-            "items": items,
-            "counters": np.array([self.capacity, self.size, self.pos, self.n_seen], dtype=np.int64),
-            "rng_state": np.array(json.dumps(self.rng.bit_generator.state)),
-        }
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state` returned (also after an ``np.load``)."""
-        capacity, size, pos, n_seen = (int(v) for v in np.asarray(state["counters"]))
-        if capacity != self.capacity:
-            raise MusicRLError(f"replay state has capacity {capacity}, this buffer {self.capacity}")
-        items = np.asarray(state["items"])
-        if size:
-            if items.shape[0] != size:
-                raise MusicRLError(f"replay state holds {items.shape[0]} items, its counters say {size}")
-            self.items = np.zeros((self.capacity, *items.shape[1:]), dtype=items.dtype)
-            self.items[:size] = items
-        else:
-            self.items = None
-        self.size, self.pos, self.n_seen = size, pos, n_seen
-        self.rng.bit_generator.state = json.loads(str(np.asarray(state["rng_state"])))
-        self._undo = None
-
-
-# --------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------
 def _scores_in_update(cfg, model: keras.Model) -> bool:
@@ -588,6 +454,18 @@ def d_loss_terms(
     }
 
 
+def _unswapped_logits(gen_logits: tf.Tensor, logits_swapped: tf.Tensor | None) -> tf.Tensor:
+    """D's logits of the fresh generated batch: its first rows, which replay swapped, scored apart.
+
+    ``gen_logits`` (batch, n_steps) are those of the batch D was trained on;
+    ``logits_swapped`` (n_swapped, n_steps) those of the fresh clips replay
+    swapped out of it (None: none were).
+    """
+    if logits_swapped is None:
+        return gen_logits
+    return tf.concat([logits_swapped, gen_logits[tf.shape(logits_swapped)[0]:]], axis=0)
+
+
 class DiscriminatorTrainer:
     """Trains D on real vs generated inputs (keras-io GAN style, one compiled step).
 
@@ -608,8 +486,12 @@ class DiscriminatorTrainer:
     ----------
     model : keras.Model
     optimizer : keras.optimizers.Adam
+    draws : BatchDraws
+        The random part of each batch: replay's swaps and the WGAN-GP mixes.
+    rng : np.random.Generator
+        ``draws.rng``.
     buffer : ReplayBuffer or None
-        None when ``cfg.d_replay_share == 0``.
+        ``draws.buffer``: None when ``cfg.d_replay_share == 0``.
     scores_in_update : bool
         Whether :meth:`train_and_score` reads its scores off the update's forward pass.
     """
@@ -620,20 +502,18 @@ class DiscriminatorTrainer:
         self.model = model if model is not None else build_discriminator(cfg)
         self.optimizer = keras.optimizers.Adam(cfg.d_learning_rate, beta_1=cfg.d_beta_1)
         self.optimizer.build(self.model.trainable_variables)
-        self.rng = as_rng(cfg.seed if seed is None else seed)
-        self._marked_rng_state: dict | None = None
-        self.buffer = (
-            ReplayBuffer(cfg.d_replay_capacity, seed=self.rng.integers(2**63))
-            if cfg.d_replay_share > 0
-            else None
-        )
-        jit = cfg.d_jit_compile if jit_compile is None else bool(jit_compile)
-        self.jit_compile = jit
+        self.draws = BatchDraws(replay_share=cfg.d_replay_share, replay_capacity=cfg.d_replay_capacity,
+                                seed=cfg.seed if seed is None else seed)
+        self.jit_compile = cfg.d_jit_compile if jit_compile is None else bool(jit_compile)
+        self._compile(cfg.d_predict_jit_compile if predict_jit_compile is None else bool(predict_jit_compile))
+        self.scores_in_update = _scores_in_update(cfg, self.model)
+
+    def _compile(self, predict_jit_compile: bool) -> None:
+        """Wrap the graph bodies in tf.functions: training with ``self.jit_compile``, scoring with the given flag."""
+        jit = self.jit_compile
         self._train_fn = tf.function(self._train_graph, jit_compile=jit, reduce_retracing=True)
         self._train_score_fn = tf.function(self._train_score_graph, jit_compile=jit, reduce_retracing=True)
-        predict_jit = cfg.d_predict_jit_compile if predict_jit_compile is None else bool(predict_jit_compile)
-        self._predict_fn = tf.function(self._predict_graph, jit_compile=predict_jit, reduce_retracing=True)
-        self.scores_in_update = _scores_in_update(cfg, self.model)
+        self._predict_fn = tf.function(self._predict_graph, jit_compile=predict_jit_compile, reduce_retracing=True)
 
     # compiled bodies -----------------------------------------------------
     def _predict_graph(self, x):
@@ -644,10 +524,7 @@ class DiscriminatorTrainer:
         # it is read before the update: the scores are the ones of the D that the update starts from
         logits_swapped = None if swapped_x is None else self.model(swapped_x, training=False)
         out = self._train_graph(real_x, gen_x, mix_eps)
-        gen_logits = out.pop("logits_gen")
-        if logits_swapped is not None:
-            gen_logits = tf.concat([logits_swapped, gen_logits[tf.shape(swapped_x)[0]:]], axis=0)
-        out["gen_logits"] = gen_logits
+        out["gen_logits"] = _unswapped_logits(out.pop("logits_gen"), logits_swapped)
         return out
 
     def _train_graph(self, real_x, gen_x, mix_eps):
@@ -658,6 +535,16 @@ class DiscriminatorTrainer:
         return out
 
     # public ----------------------------------------------------------------
+    @property
+    def rng(self) -> np.random.Generator:
+        """The source of the WGAN-GP mixing weights (and, once, of the buffer's seed)."""
+        return self.draws.rng
+
+    @property
+    def buffer(self) -> ReplayBuffer | None:
+        """The replay buffer, None when ``cfg.d_replay_share == 0``."""
+        return self.draws.buffer
+
     @property
     def input_kind(self) -> str:
         """'mel' or 'seq': what :meth:`train_step` and :meth:`step_logits` read."""
@@ -690,11 +577,7 @@ class DiscriminatorTrainer:
         # checked inputs, the generated batch after replay, how many clips replay swapped, WGAN-GP mixes
         real_x = check_d_inputs(real_x, self.cfg, name="real_x")
         gen_x = check_d_inputs(gen_x, self.cfg, name="gen_x")
-        mixed_x, n_swapped = (
-            (gen_x, 0) if self.buffer is None else self.buffer.mix_counted(gen_x, self.cfg.d_replay_share)
-        )
-        mix_eps = self.rng.uniform(size=max(len(real_x), len(mixed_x))).astype(np.float32)
-        return real_x, gen_x, mixed_x, n_swapped, mix_eps
+        return (real_x, gen_x, *self.draws.draw(real_x, gen_x))
 
     def train_and_score(self, real_x: Any, gen_x: Any) -> tuple[dict[str, float], np.ndarray]:
         """:meth:`train_step`, also returning :meth:`step_logits` of ``gen_x`` from before the update.
@@ -739,34 +622,22 @@ class DiscriminatorTrainer:
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Replay buffer and random state as arrays (model and optimizer: save with Keras / tf.train.Checkpoint)."""
-        state = {"trainer_rng_state": np.array(json.dumps(self.rng.bit_generator.state))}
-        if self.buffer is not None:
-            state.update({f"replay_{k}": v for k, v in self.buffer.get_state().items()})
-        return state
+        return self.draws.get_state("trainer_rng_state")
 
     def mark(self) -> None:
         """Remember the random state and the replay buffer, so :meth:`undo` can return to them.
 
         The model's and optimizer's variables are not covered: copy them apart.
         """
-        self._marked_rng_state = self.rng.bit_generator.state
-        if self.buffer is not None:
-            self.buffer.mark()
+        self.draws.mark()
 
     def undo(self) -> None:
         """Return the random state and the replay buffer to the last :meth:`mark`."""
-        if self._marked_rng_state is None:
-            raise MusicRLError("discriminator trainer: nothing to undo (call mark() first)")
-        if self.buffer is not None:
-            self.buffer.undo()
-        self.rng.bit_generator.state = self._marked_rng_state
+        self.draws.undo("discriminator trainer")
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state` returned (and forget the last :meth:`mark`)."""
-        self.rng.bit_generator.state = json.loads(str(np.asarray(state["trainer_rng_state"])))
-        self._marked_rng_state = None
-        if self.buffer is not None:
-            self.buffer.set_state({k[len("replay_"):]: v for k, v in state.items() if k.startswith("replay_")})
+        self.draws.set_state(state, "trainer_rng_state")
 
 
 # compiled inference of plain Keras models, kept as long as the model lives

@@ -11,7 +11,6 @@ from musicrl.config import Config
 from musicrl.learning.discriminator import (
     CNN_STRIDE,
     DiscriminatorTrainer,
-    ReplayBuffer,
     build_discriminator,
     check_d_inputs,
     check_d_seqs,
@@ -207,12 +206,16 @@ def test_label_smoothing_penalizes_confident_real():
     assert _bce(confident, 0.9) > _bce(confident, 1.0) + 0.5
 
 
-def test_r1_penalty_matches_direct_gradient(rng):
-    cfg = Config(n_steps=4, n_mels=16, d_arch="cnn", d_channels=8, d_gp_kind="r1", d_gp_weight=10.0,
+def _penalized(rng, kind, weight, n_real, n_gen):
+    """A small cnn D's trainer with a gradient penalty, and random dB inputs: n_real real, n_gen generated."""
+    cfg = Config(n_steps=4, n_mels=16, d_arch="cnn", d_channels=8, d_gp_kind=kind, d_gp_weight=weight,
                  d_replay_share=0.0)
-    trainer = DiscriminatorTrainer(cfg)
-    real_x = rng.uniform(-80, 0, (3, *d_input_shape(cfg))).astype(np.float32)
-    gen_x = rng.uniform(-80, 0, (3, *d_input_shape(cfg))).astype(np.float32)
+    draw = lambda n: rng.uniform(-80, 0, (n, *d_input_shape(cfg))).astype(np.float32)  # noqa: E731
+    return DiscriminatorTrainer(cfg), draw(n_real), draw(n_gen)
+
+
+def test_r1_penalty_matches_direct_gradient(rng):
+    trainer, real_x, gen_x = _penalized(rng, "r1", 10.0, 3, 3)
     x = tf.constant(real_x)
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -226,11 +229,7 @@ def test_r1_penalty_matches_direct_gradient(rng):
 
 
 def test_wgan_gp_penalty_is_added(rng):
-    cfg = Config(n_steps=4, n_mels=16, d_arch="cnn", d_channels=8, d_gp_kind="wgan_gp", d_gp_weight=5.0,
-                 d_replay_share=0.0)
-    trainer = DiscriminatorTrainer(cfg)
-    real_x = rng.uniform(-80, 0, (4, *d_input_shape(cfg))).astype(np.float32)
-    gen_x = rng.uniform(-80, 0, (3, *d_input_shape(cfg))).astype(np.float32)
+    trainer, real_x, gen_x = _penalized(rng, "wgan_gp", 5.0, 4, 3)
     m = trainer.train_step(real_x, gen_x)
     # a fresh D's input gradient is far from unit norm, so the penalty is clearly positive
     assert m["gp"] > 1e-3
@@ -402,54 +401,7 @@ def test_check_d_seqs_names_what_is_wrong(shape, match):
     assert ok.dtype == np.float32 and ok.shape == (2, 4, 48)
 
 
-# --- replay buffer ------------------------------------------------------------------
-
-
-def test_replay_buffer_is_fifo_and_samples_without_replacement():
-    buf = ReplayBuffer(5, seed=0)
-    buf.add(np.arange(3)[:, None] * np.ones((3, 2)))
-    assert len(buf) == 3
-    buf.add(np.arange(3, 8)[:, None] * np.ones((5, 2)))
-    assert len(buf) == 5 and buf.n_seen == 8
-    # 0, 1, 2 were overwritten first
-    assert sorted(buf.sample(5)[:, 0].tolist()) == [3, 4, 5, 6, 7]
-    assert len(set(buf.sample(4)[:, 0].tolist())) == 4
-    with pytest.raises(MusicRLError, match="cannot sample 6"):
-        buf.sample(6)
-    with pytest.raises(MusicRLError, match="shape"):
-        buf.add(np.zeros((1, 3)))
-
-
-def test_replay_mix_swaps_a_share_for_older_clips():
-    buf = ReplayBuffer(100, seed=0)
-    first = np.zeros((8, 2), np.float32)
-    # empty buffer: the batch comes back unchanged, and is stored
-    np.testing.assert_array_equal(buf.mix(first, 0.25), first)
-    second = np.ones((8, 2), np.float32)
-    mixed = buf.mix(second, 0.25)
-    assert mixed.shape == second.shape
-    assert (mixed[:, 0] == 0).sum() == 2 and (mixed[:, 0] == 1).sum() == 6
-    assert len(buf) == 16
-    np.testing.assert_array_equal(buf.mix(second, 0.0), second)
-    mixed, n_swapped = buf.mix_counted(second, 0.25)
-    assert n_swapped == 2 and (mixed[:2, 0] == 0).sum() + (mixed[:2, 0] == 1).sum() == 2
-    np.testing.assert_array_equal(mixed[2:], second[2:])
-
-
-def test_replay_state_round_trip(tmp_path, rng):
-    buf = ReplayBuffer(6, seed=3)
-    for _ in range(3):
-        buf.add(rng.normal(size=(4, 2, 3)).astype(np.float32))
-    np.savez(tmp_path / "replay.npz", **buf.get_state())
-    loaded = dict(np.load(tmp_path / "replay.npz"))
-    other = ReplayBuffer(6, seed=99)
-    other.set_state(loaded)
-    assert len(other) == len(buf) and other.n_seen == buf.n_seen
-    np.testing.assert_array_equal(other.sample(4), buf.sample(4))
-    batch = rng.normal(size=(4, 2, 3)).astype(np.float32)
-    np.testing.assert_array_equal(other.mix(batch, 0.5), buf.mix(batch, 0.5))
-    with pytest.raises(MusicRLError, match="capacity"):
-        ReplayBuffer(7).set_state(buf.get_state())
+# --- replay in the trainer ------------------------------------------------------------
 
 
 def test_trainer_state_round_trip_reproduces_batches(rng):
@@ -463,45 +415,6 @@ def test_trainer_state_round_trip_reproduces_batches(rng):
     other.set_state(state)
     gen = make()
     np.testing.assert_array_equal(other.buffer.mix(gen, 0.5), trainer.buffer.mix(gen, 0.5))
-
-
-@pytest.mark.parametrize("capacity,filled,adds", [
-    (6, 0, [4]),          # empty at the mark
-    (6, 3, [2]),          # not yet full: nothing stored is overwritten
-    (6, 6, [4, 4]),       # full, wrapping round twice
-    (5, 3, [2, 9]),       # a batch larger than the buffer
-], ids=["empty", "filling", "wrapping", "oversized"])
-def test_replay_undo_returns_to_the_mark(rng, capacity, filled, adds):
-    buf = ReplayBuffer(capacity, seed=3)
-    if filled:
-        buf.add(rng.normal(size=(filled, 2)).astype(np.float32))
-    before = buf.get_state()
-    buf.mark()
-    for n in adds:
-        buf.mix(rng.normal(size=(n, 2)).astype(np.float32), 0.5)
-    buf.undo()
-    after = buf.get_state()
-    np.testing.assert_array_equal(after["items"], before["items"])
-    np.testing.assert_array_equal(after["counters"], before["counters"])
-    assert after["rng_state"] == before["rng_state"]
-    # a second undo returns to the same mark; the next batch sees what it would have seen
-    fresh = ReplayBuffer(capacity, seed=99)
-    fresh.set_state(before)
-    batch = rng.normal(size=(3, 2)).astype(np.float32)
-    buf.mix(batch, 0.5)
-    buf.undo()
-    np.testing.assert_array_equal(buf.mix(batch, 0.5), fresh.mix(batch, 0.5))
-    np.testing.assert_array_equal(buf.get_state()["items"], fresh.get_state()["items"])
-
-
-def test_replay_undo_needs_a_mark_and_forgets_it_on_a_loaded_state():
-    buf = ReplayBuffer(4, seed=0)
-    with pytest.raises(MusicRLError, match="nothing to undo"):
-        buf.undo()
-    buf.mark()
-    buf.set_state(ReplayBuffer(4, seed=1).get_state())
-    with pytest.raises(MusicRLError, match="nothing to undo"):
-        buf.undo()
 
 
 def test_trainer_undo_restores_replay_and_random_state(rng):
