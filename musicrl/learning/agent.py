@@ -67,7 +67,16 @@ import tensorflow as tf
 from ..errors import MusicRLError
 from ..seeding import as_rng
 from ..music.vectorize import check_seqs
-from .chord_dist import bern_entropy, bern_log_prob, cat_entropy, inverse_cdf_draw, pick, step_kl
+from .chord_dist import (
+    all_token_logp,
+    bern_entropy,
+    bern_log_prob,
+    cat_entropy,
+    inverse_cdf_draw,
+    mixture_terms,
+    step_kl,
+    within_block_logp,
+)
 from . import vocab as chord_vocab
 # the vocabulary's public names stay importable from here, where callers have always found them
 from .vocab import build_chord_vocab, in_vocabulary, vocab_coverage, vocab_kwargs
@@ -82,7 +91,9 @@ __all__ = [
     "in_vocabulary",
     "kl_weight",
     "policy_kl",
+    "ppo_clipped_loss",
     "pretrain_step",
+    "reinforce_loss",
     "reinforce_step",
     "vocab_coverage",
     "vocab_kwargs",
@@ -168,11 +179,7 @@ class ChordPolicy(keras.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(name=name, **kwargs)
-        for arg, value in (("n_pitches", n_pitches), ("hidden_size", hidden_size), ("embed_size", embed_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise MusicRLError(f"{arg} must be a positive int, got {value!r}")
-        if head not in POLICY_HEADS:
-            raise MusicRLError(f"policy head must be one of {POLICY_HEADS}, got {head!r}")
+        _check_policy_settings(n_pitches, head, hidden_size, embed_size)
         self.n_pitches = int(n_pitches)
         self.head = head
         self.hidden_size = int(hidden_size)
@@ -184,26 +191,7 @@ class ChordPolicy(keras.Model):
         self.pitch_logits = keras.layers.Dense(self.n_pitches, name="pitch_logits")
         self.value_out = keras.layers.Dense(1, name="value") if self.has_value_head else None
         if head == "vocab":
-            if vocab is None:
-                raise MusicRLError("head='vocab' needs a vocab (see build_chord_vocab)")
-            vocab = chord_vocab.check_vocab(vocab, self.n_pitches)
-            self.n_vocab = int(vocab.shape[0])
-            n_tokens = self.n_vocab + 1
-            self.block_size = int(np.ceil(np.sqrt(n_tokens)))
-            self.n_blocks = -(-n_tokens // self.block_size)
-            self.vocab_var = self.add_weight(
-                shape=vocab.shape, initializer="zeros", dtype="float32", trainable=False, name="vocab"
-            )
-            self.vocab_var.assign(vocab)
-            self.block_logits = keras.layers.Dense(self.n_blocks, name="block_logits")
-            self.query = keras.layers.Dense(self.embed_size, name="query")
-            self.chord_proj = keras.layers.Dense(self.embed_size, use_bias=False, name="chord_proj")
-            self.token_emb = self.add_weight(
-                shape=(n_tokens, self.embed_size),
-                initializer=keras.initializers.RandomNormal(stddev=0.05),
-                name="token_emb",
-            )
-            self.token_bias = self.add_weight(shape=(n_tokens,), initializer="zeros", name="token_bias")
+            self._add_vocab_head(vocab)
         else:
             if vocab is not None:
                 raise MusicRLError("head='bernoulli' takes no vocab")
@@ -214,6 +202,29 @@ class ChordPolicy(keras.Model):
         self._index_of: dict = {}
         # build every weight now, so checkpoints and get_weights see them all
         self(tf.zeros((1, 1, self.n_pitches)))
+
+    def _add_vocab_head(self, vocab: np.ndarray | None) -> None:
+        """The vocabulary variable and the class-factored softmax over its tokens (see module docs)."""
+        if vocab is None:
+            raise MusicRLError("head='vocab' needs a vocab (see build_chord_vocab)")
+        vocab = chord_vocab.check_vocab(vocab, self.n_pitches)
+        self.n_vocab = int(vocab.shape[0])
+        n_tokens = self.n_vocab + 1
+        self.block_size = int(np.ceil(np.sqrt(n_tokens)))
+        self.n_blocks = -(-n_tokens // self.block_size)
+        self.vocab_var = self.add_weight(
+            shape=vocab.shape, initializer="zeros", dtype="float32", trainable=False, name="vocab"
+        )
+        self.vocab_var.assign(vocab)
+        self.block_logits = keras.layers.Dense(self.n_blocks, name="block_logits")
+        self.query = keras.layers.Dense(self.embed_size, name="query")
+        self.chord_proj = keras.layers.Dense(self.embed_size, use_bias=False, name="chord_proj")
+        self.token_emb = self.add_weight(
+            shape=(n_tokens, self.embed_size),
+            initializer=keras.initializers.RandomNormal(stddev=0.05),
+            name="token_emb",
+        )
+        self.token_bias = self.add_weight(shape=(n_tokens,), initializer="zeros", name="token_bias")
 
     # ---- configuration ------------------------------------------------------------
     @property
@@ -290,39 +301,13 @@ class ChordPolicy(keras.Model):
             out["query"] = self.query(h)
         return out
 
-    def _within(self, dist: dict, table: tuple, temperature: tf.Tensor, block: tf.Tensor | None) -> tf.Tensor:
-        """Log-softmax over the tokens of ``block`` (...) -> (..., block_size); None: the last block."""
-        emb, bias = table
-        if block is None:
-            logits = tf.tensordot(dist["query"], emb[-1], axes=[[-1], [-1]]) + bias[-1]
-        else:
-            logits = tf.linalg.matvec(tf.gather(emb, block), dist["query"]) + tf.gather(bias, block)
-        return tf.nn.log_softmax(logits / temperature, axis=-1)
-
     def _step_terms(self, dist: dict, chords: tf.Tensor, idx: tf.Tensor | None, table: Any, temperature: Any) -> dict:
         """Exact log-prob and (estimated) entropy of chords (..., n_pitches) with vocab indices idx (...)."""
         bern_lp = bern_log_prob(dist["pitch_logits"], chords)
         bern_h = bern_entropy(dist["pitch_logits"])
         if self.head != "vocab":
             return {"log_prob": bern_lp, "entropy": bern_h}
-        size, last = self.block_size, self.n_blocks - 1
-        block_logp = dist["block_logp"]
-        within = self._within(dist, table, temperature, idx // size)
-        token_lp = pick(block_logp, idx // size) + pick(within, idx % size)
-        within_last = self._within(dist, table, temperature, None)
-        other_lp = block_logp[..., last] + within_last[..., self.n_vocab % size]
-        in_vocab = tf.where(idx < self.n_vocab, token_lp, tf.constant(-np.inf, tf.float32))
-        log_prob = tf.reduce_logsumexp(tf.stack([in_vocab, other_lp + bern_lp], axis=-1), axis=-1)
-        entropy = cat_entropy(block_logp) + cat_entropy(within) + tf.exp(other_lp) * bern_h
-        return {"log_prob": log_prob, "entropy": entropy, "within_logp": within, "other_logp": other_lp}
-
-    def _all_token_logp(self, dist: dict, table: tuple, temperature: tf.Tensor) -> tf.Tensor:
-        """Exact log-probabilities of every token (..., n_vocab + 1): a full pass over the vocabulary."""
-        emb, bias = table
-        logits = tf.einsum("...e,gse->...gs", dist["query"], emb) + bias
-        logp = tf.nn.log_softmax(logits / temperature, axis=-1) + dist["block_logp"][..., None]
-        flat = tf.reshape(logp, tf.concat([tf.shape(logp)[:-2], [self.n_blocks * self.block_size]], 0))
-        return flat[..., : self.n_vocab + 1]
+        return mixture_terms(dist, bern_lp, bern_h, idx, table, temperature, n_vocab=self.n_vocab)
 
     def _hidden(self, fed: tf.Tensor) -> tf.Tensor:
         """GRU states (batch, n_steps, hidden_size); step ``t`` reads ``fed[:, t - 1]`` (a start flag at 0)."""
@@ -366,7 +351,7 @@ class ChordPolicy(keras.Model):
         if exact:
             bern_h = bern_entropy(dist["pitch_logits"])
             if self.head == "vocab":
-                token_logp = self._all_token_logp(dist, table, temperature)
+                token_logp = all_token_logp(dist, table, temperature, n_tokens=self.n_vocab + 1)
                 out["token_logp"] = token_logp
                 out["exact_entropy"] = cat_entropy(token_logp) + tf.exp(token_logp[..., -1]) * bern_h
             else:
@@ -398,7 +383,7 @@ class ChordPolicy(keras.Model):
             return bern_chord, None, tf.zeros(tf.shape(u)[:1], tf.bool)
         # a block, then a token within it: two small softmaxes instead of one large
         block = inverse_cdf_draw(tf.exp(dist["block_logp"]), u[:, 0])
-        within = self._within(dist, table, temperature, block)
+        within = within_block_logp(dist["query"], table, temperature, block)
         token = tf.minimum(block * self.block_size + inverse_cdf_draw(tf.exp(within), u[:, 1]), self.n_vocab)
         drawn = token < self.n_vocab
         chord = tf.where(drawn[:, None], tf.gather(padded_vocab, token), bern_chord)
@@ -566,6 +551,14 @@ class ChordPolicy(keras.Model):
             check_seqs(seqs, n_pitches=self.n_pitches)
             return 0.0
         return vocab_coverage(self.vocab, seqs)
+
+
+def _check_policy_settings(n_pitches: Any, head: Any, hidden_size: Any, embed_size: Any) -> None:
+    for arg, value in (("n_pitches", n_pitches), ("hidden_size", hidden_size), ("embed_size", embed_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise MusicRLError(f"{arg} must be a positive int, got {value!r}")
+    if head not in POLICY_HEADS:
+        raise MusicRLError(f"policy head must be one of {POLICY_HEADS}, got {head!r}")
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -791,7 +784,9 @@ def reinforce_step(
     old_log_prob: np.ndarray | None = None,
     clip_ratio: float = 0.2,
 ) -> dict[str, float]:
-    """One REINFORCE update with an entropy bonus and a KL penalty.
+    """One policy-gradient update: REINFORCE's, or one of PPO's clipped passes given ``old_log_prob``.
+
+    Both add an entropy bonus and a KL penalty.
 
     The loss, averaged over batch and steps, is::
 
@@ -850,16 +845,8 @@ def reinforce_step(
         steps whose ratio is outside the clip range) with ``old_log_prob``.
     """
     seqs = check_seqs(gen_seqs, n_pitches=policy.n_pitches, name="gen_seqs")
-    batch, n_steps = seqs.shape[:2]
-    adv = np.asarray(advantages, dtype=np.float32)
-    if adv.shape == (batch,):
-        adv = np.repeat(adv[:, None], n_steps, axis=1)
-    if adv.shape != (batch, n_steps):
-        raise MusicRLError(
-            f"advantages must have shape (batch, n_steps) = {(batch, n_steps)} or (batch,), got {np.shape(advantages)}"
-        )
-    if not np.all(np.isfinite(adv)):
-        raise MusicRLError("advantages contain NaN or inf")
+    shape = seqs.shape[:2]
+    adv = _step_advantages(advantages, shape)
     entropy_coef = _non_negative(entropy_coef, "entropy_coef")
     kl_coef = _non_negative(kl_coef, "kl_coef")
     value_coef = _non_negative(value_coef, "value_coef")
@@ -868,48 +855,26 @@ def reinforce_step(
     if ref_policy is not None:
         _check_same_kind(policy, ref_policy)
     use_value = returns is not None
-    if use_value:
-        if not policy.has_value_head:
-            raise MusicRLError("returns were given but the policy has no value head (value_head=False)")
-        ret = np.asarray(returns, dtype=np.float32)
-        if ret.shape != (batch, n_steps) or not np.all(np.isfinite(ret)):
-            raise MusicRLError(f"returns must be finite with shape {(batch, n_steps)}, got shape {ret.shape}")
-    else:
-        ret = np.zeros((batch, n_steps), np.float32)
+    ret = _value_targets(policy, returns, shape) if use_value else np.zeros(shape, np.float32)
     use_ppo = old_log_prob is not None
     if use_ppo:
-        old = np.asarray(old_log_prob, dtype=np.float32)
-        if old.shape != (batch, n_steps) or not np.all(np.isfinite(old)):
-            raise MusicRLError(f"old_log_prob must be finite with shape {(batch, n_steps)}, got shape {old.shape}")
+        old = _finite_per_step(old_log_prob, shape, "old_log_prob")
         clip_ratio = _positive_float(clip_ratio, "clip_ratio")
         if clip_ratio >= 1:
             raise MusicRLError(f"clip_ratio must be in (0, 1), got {clip_ratio}")
     else:
-        old = np.zeros((batch, n_steps), np.float32)
+        old = np.zeros(shape, np.float32)
     clip = _clip(clip_norm)
     _ensure_built(optimizer, policy)
 
     def step(s, idx, a, g, old_lp, eps, ent_c, kl_c, val_c, clip_value):
-        one = tf.constant(1.0)
         with tf.GradientTape() as tape:
-            out = policy._forward(s, one, idx)
+            out = policy._forward(s, tf.constant(1.0), idx)
             if use_ppo:
-                ratio = tf.exp(out["log_prob"] - old_lp)
-                clipped = tf.clip_by_value(ratio, 1.0 - eps, 1.0 + eps)
-                pg = -tf.reduce_mean(tf.minimum(ratio * a, clipped * a))
-                clip_frac = tf.reduce_mean(tf.cast(tf.abs(ratio - 1.0) > eps, tf.float32))
+                pg, clip_frac = ppo_clipped_loss(out["log_prob"], old_lp, a, eps)
             else:
-                pg = -tf.reduce_mean(a * out["log_prob"])
-            ent = tf.reduce_mean(out["entropy"])
-            loss = pg - ent_c * ent
-            if ref_policy is not None:
-                ref = ref_policy._forward(s, one, idx)
-                ref = {k: tf.stop_gradient(v) for k, v in ref.items()}
-                kl = tf.reduce_mean(step_kl(out, ref, policy.head))
-                loss = loss + kl_c * kl
-            else:
-                kl = tf.constant(0.0)
-            stats = {"pg_loss": pg, "entropy": ent, "kl": kl}
+                pg = reinforce_loss(out["log_prob"], a)
+            loss, stats = _regularized_loss(policy, ref_policy, out, s, idx, pg, ent_c, kl_c)
             if use_ppo:
                 stats["clip_frac"] = clip_frac
             if use_value:
@@ -929,6 +894,93 @@ def reinforce_step(
         tf.constant(kl_coef, tf.float32), tf.constant(value_coef, tf.float32), tf.constant(clip or 0.0, tf.float32),
     )
     return {k: float(v) for k, v in out.items()}
+
+
+def reinforce_loss(log_prob: tf.Tensor, adv: tf.Tensor) -> tf.Tensor:
+    """REINFORCE's surrogate ``-mean(A_t log pi(c_t | c_<t))``: its gradient is the policy gradient.
+
+    Parameters
+    ----------
+    log_prob, adv : tf.Tensor, shape=(batch, n_steps), float32
+        Log-probs (nats) of the played chords under the policy being updated, and their advantages.
+
+    Returns
+    -------
+    loss : tf.Tensor, scalar
+    """
+    return -tf.reduce_mean(adv * log_prob)
+
+
+def ppo_clipped_loss(
+    log_prob: tf.Tensor, old_log_prob: tf.Tensor, adv: tf.Tensor, clip_ratio: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """PPO's clipped surrogate ``-mean(min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t))``.
+
+    Parameters
+    ----------
+    log_prob, old_log_prob, adv : tf.Tensor, shape=(batch, n_steps), float32
+        Log-probs (nats) of the played chords under the policy being updated
+        and under the one that played them (``r_t`` is the ratio of their
+        probabilities), and the advantages.
+    clip_ratio : tf.Tensor, scalar
+        ``eps``, in (0, 1).
+
+    Returns
+    -------
+    loss : tf.Tensor, scalar
+        Its gradient at ``r_t = 1`` is REINFORCE's.
+    clip_frac : tf.Tensor, scalar
+        Share of steps whose ratio is outside ``[1 - eps, 1 + eps]``.
+    """
+    ratio = tf.exp(log_prob - old_log_prob)
+    clipped = tf.clip_by_value(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
+    loss = -tf.reduce_mean(tf.minimum(ratio * adv, clipped * adv))
+    clip_frac = tf.reduce_mean(tf.cast(tf.abs(ratio - 1.0) > clip_ratio, tf.float32))
+    return loss, clip_frac
+
+
+def _regularized_loss(
+    policy: ChordPolicy, ref_policy: ChordPolicy | None, out: dict, seqs: tf.Tensor, idx: tf.Tensor,
+    pg: tf.Tensor, entropy_coef: tf.Tensor, kl_coef: tf.Tensor,
+) -> tuple[tf.Tensor, dict]:
+    """``pg - entropy_coef * H + kl_coef * KL`` and its terms, for a teacher-forced pass ``out`` over ``seqs``."""
+    ent = tf.reduce_mean(out["entropy"])
+    loss = pg - entropy_coef * ent
+    if ref_policy is not None:
+        ref = ref_policy._forward(seqs, tf.constant(1.0), idx)
+        ref = {k: tf.stop_gradient(v) for k, v in ref.items()}
+        kl = tf.reduce_mean(step_kl(out, ref, policy.head))
+        loss = loss + kl_coef * kl
+    else:
+        kl = tf.constant(0.0)
+    return loss, {"pg_loss": pg, "entropy": ent, "kl": kl}
+
+
+def _step_advantages(advantages: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Advantages as finite float32 (batch, n_steps); one per episode is repeated over its steps."""
+    adv = np.asarray(advantages, dtype=np.float32)
+    if adv.shape == shape[:1]:
+        adv = np.repeat(adv[:, None], shape[1], axis=1)
+    if adv.shape != shape:
+        raise MusicRLError(
+            f"advantages must have shape (batch, n_steps) = {shape} or (batch,), got {np.shape(advantages)}"
+        )
+    if not np.all(np.isfinite(adv)):
+        raise MusicRLError("advantages contain NaN or inf")
+    return adv
+
+
+def _value_targets(policy: ChordPolicy, returns: Any, shape: tuple[int, int]) -> np.ndarray:
+    if not policy.has_value_head:
+        raise MusicRLError("returns were given but the policy has no value head (value_head=False)")
+    return _finite_per_step(returns, shape, "returns")
+
+
+def _finite_per_step(values: Any, shape: tuple[int, int], name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float32)
+    if arr.shape != shape or not np.all(np.isfinite(arr)):
+        raise MusicRLError(f"{name} must be finite with shape {shape}, got shape {arr.shape}")
+    return arr
 
 
 KL_SCHEDULES = ("constant", "linear", "cosine")

@@ -13,14 +13,17 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = [
+    "all_token_logp",
     "bern_entropy",
     "bern_kl",
     "bern_log_prob",
     "cat_entropy",
     "cat_kl",
     "inverse_cdf_draw",
+    "mixture_terms",
     "pick",
     "step_kl",
+    "within_block_logp",
 ]
 
 # half a float32 uniform's resolution: keeps inverse-CDF draws off exact zero
@@ -62,6 +65,75 @@ def bern_kl(logits: tf.Tensor, ref_logits: tf.Tensor) -> tf.Tensor:
         + (1.0 - p) * (tf.math.log_sigmoid(-logits) - tf.math.log_sigmoid(-ref_logits)),
         axis=-1,
     )
+
+
+def within_block_logp(
+    query: tf.Tensor, table: tuple[tf.Tensor, tf.Tensor], temperature: tf.Tensor, block: tf.Tensor | None
+) -> tf.Tensor:
+    """Log-softmax over the tokens of one block: (..., embed) queries -> (..., block_size).
+
+    ``table`` holds the token embeddings (n_blocks, block_size, embed) and
+    logit biases (n_blocks, block_size); ``block`` (...) int picks each row's
+    block, None the last block for every row.
+    """
+    emb, bias = table
+    if block is None:
+        logits = tf.tensordot(query, emb[-1], axes=[[-1], [-1]]) + bias[-1]
+    else:
+        logits = tf.linalg.matvec(tf.gather(emb, block), query) + tf.gather(bias, block)
+    return tf.nn.log_softmax(logits / temperature, axis=-1)
+
+
+def mixture_terms(
+    dist: dict, bern_lp: tf.Tensor, bern_h: tf.Tensor, idx: tf.Tensor, table: tuple, temperature: tf.Tensor,
+    *, n_vocab: int,
+) -> dict:
+    """Exact log-prob and estimated entropy (nats) of chords under the vocab head's mixture.
+
+    Parameters
+    ----------
+    dist : dict
+        ``block_logp`` (..., n_blocks) and ``query`` (..., embed) of each step.
+    bern_lp, bern_h : tf.Tensor, shape=(...)
+        Log-prob of each chord and entropy under the Bernoulli branch.
+    idx : tf.Tensor, shape=(...), int32
+        Each chord's vocab index, ``n_vocab`` outside the vocabulary.
+    table : tuple of tf.Tensor
+        As in :func:`within_block_logp`.
+    temperature : tf.Tensor
+    n_vocab : int
+        Vocabulary chords; token ``n_vocab`` is ``<other>``.
+
+    Returns
+    -------
+    terms : dict of tf.Tensor, shape=(...)
+        ``log_prob`` (both branches summed), ``entropy`` (within the chord's
+        block only), and for the KL ``within_logp`` (..., block_size) and
+        ``other_logp``.
+    """
+    size, last = table[1].shape[1], table[1].shape[0] - 1
+    block_logp = dist["block_logp"]
+    within = within_block_logp(dist["query"], table, temperature, idx // size)
+    token_lp = pick(block_logp, idx // size) + pick(within, idx % size)
+    within_last = within_block_logp(dist["query"], table, temperature, None)
+    other_lp = block_logp[..., last] + within_last[..., n_vocab % size]
+    in_vocab = tf.where(idx < n_vocab, token_lp, tf.constant(-np.inf, tf.float32))
+    log_prob = tf.reduce_logsumexp(tf.stack([in_vocab, other_lp + bern_lp], axis=-1), axis=-1)
+    entropy = cat_entropy(block_logp) + cat_entropy(within) + tf.exp(other_lp) * bern_h
+    return {"log_prob": log_prob, "entropy": entropy, "within_logp": within, "other_logp": other_lp}
+
+
+def all_token_logp(dist: dict, table: tuple, temperature: tf.Tensor, *, n_tokens: int) -> tf.Tensor:
+    """Exact log-probabilities of every token (..., n_tokens): a full pass over the vocabulary.
+
+    ``dist`` and ``table`` as in :func:`mixture_terms`; the padding slots of the last block are dropped.
+    """
+    emb, bias = table
+    n_slots = emb.shape[0] * emb.shape[1]
+    logits = tf.einsum("...e,gse->...gs", dist["query"], emb) + bias
+    logp = tf.nn.log_softmax(logits / temperature, axis=-1) + dist["block_logp"][..., None]
+    flat = tf.reshape(logp, tf.concat([tf.shape(logp)[:-2], [n_slots]], 0))
+    return flat[..., :n_tokens]
 
 
 def step_kl(out: dict, ref_out: dict, head: str, exact: bool = False) -> tf.Tensor:

@@ -16,7 +16,9 @@ from musicrl.learning.agent import (
     clone_policy,
     kl_weight,
     policy_kl,
+    ppo_clipped_loss,
     pretrain_step,
+    reinforce_loss,
     reinforce_step,
     vocab_coverage,
     vocab_kwargs,
@@ -697,3 +699,21 @@ def test_kl_weight_constant_and_bad_input():
         args = {"iteration": 1, "start": 0.1, "end": 0.0, "iterations": 5, "schedule": "linear", **kwargs}
         with pytest.raises(MusicRLError, match=match):
             kl_weight(args.pop("iteration"), **args)
+
+
+def test_surrogate_losses_match_a_loop(rng):
+    log_prob = rng.normal(-2.0, 0.5, size=(3, 4)).astype(np.float32)
+    old = (log_prob + rng.normal(0.0, 0.3, size=(3, 4))).astype(np.float32)
+    adv = rng.normal(size=(3, 4)).astype(np.float32)
+    eps = 0.2
+    pg_terms, clipped_steps = [], 0
+    for b, t in itertools.product(range(3), range(4)):
+        r = np.exp(np.float64(log_prob[b, t]) - old[b, t])
+        pg_terms.append(-min(r * adv[b, t], min(max(r, 1 - eps), 1 + eps) * adv[b, t]))
+        clipped_steps += abs(r - 1) > eps
+    loss, clip_frac = ppo_clipped_loss(tf.constant(log_prob), tf.constant(old), tf.constant(adv), tf.constant(eps))
+    assert float(loss) == pytest.approx(np.mean(pg_terms), abs=1e-5)
+    assert float(clip_frac) == pytest.approx(clipped_steps / 12)
+    assert 0 < clipped_steps < 12
+    want = -np.mean([adv[b, t] * log_prob[b, t] for b, t in itertools.product(range(3), range(4))])
+    assert float(reinforce_loss(tf.constant(log_prob), tf.constant(adv))) == pytest.approx(want, abs=1e-5)
