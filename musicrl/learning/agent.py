@@ -54,6 +54,11 @@ TensorFlow function, so the same seed gives the same seqs. Training steps
 forcing so gradients flow. The maximum-likelihood step can drop the GRU
 states its heads read (dropout) and feed the policy its own draws instead of
 some real chords (scheduled sampling); both draw from a NumPy generator too.
+
+The vocabulary and the lookups of chords in it are in
+:mod:`~musicrl.learning.vocab` (its public names are also importable from
+here); the terms of a step's distribution are in
+:mod:`~musicrl.learning.chord_dist`.
 """
 
 from __future__ import annotations
