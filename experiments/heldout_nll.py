@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from musicrl.learning.agent import in_vocabulary
     from musicrl.music.data import seqs_to_windows
     from musicrl.evaluation.evaluate import load_eval_sets
-    from musicrl.learning.train import load_policy
+    from musicrl.learning.load import load_policy
 
     t0 = time.perf_counter()
     columns = ("training windows", "held-out windows", "held-out, vocabulary chords", "held-out chords in vocabulary")

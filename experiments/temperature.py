@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from musicrl.evaluation.evaluate import load_eval_sets, seq_two_sample_test
     from musicrl.music.metrics import summarize
-    from musicrl.learning.train import load_policy
+    from musicrl.learning.load import load_policy
 
     t0 = time.perf_counter()
     rows: dict[tuple[str, float], list[dict]] = {}

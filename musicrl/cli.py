@@ -209,7 +209,7 @@ def _add_sample_parser(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _run_sample(args: argparse.Namespace, cfg: Config) -> int:
-    from .learning.train import sample_from_run
+    from .learning.load import sample_from_run
 
     out = args.out
     if out is None:

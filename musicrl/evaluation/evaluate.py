@@ -1260,7 +1260,7 @@ def _policy_of(policy: Any, run_dir: Path, loaded: Path, wanted: Path) -> Any:
     """The policy of checkpoint ``wanted``: ``policy`` (of checkpoint ``loaded``) with its weights
     restored when both share one chord vocabulary, which keeps its compiled sampling graph."""
     from ..store.checkpoint import load_checkpoint
-    from ..learning.train import load_policy
+    from ..learning.load import load_policy
 
     try:
         vocabs = [load_checkpoint(path)[0].get("vocab") for path in (loaded, wanted)]
@@ -1333,7 +1333,7 @@ def load_eval_sets(
     from ..config import load_config
     from ..music.data import load_folder, resolve_data_dir
     from ..store.runs import run_paths
-    from ..learning.train import load_policy
+    from ..learning.load import load_policy
 
     n = _check_int(n, "n", 2)
     seed = _check_int(seed, "seed", 0)

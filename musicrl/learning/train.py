@@ -77,6 +77,7 @@ from ..config import Config, config_from_overrides, load_config
 from ..music.data import RealData, load_default, load_folder, resolve_data_dir, sample_real_seqs
 from .discriminator import DiscriminatorTrainer, d_input_kind, d_inputs
 from .distribute import Distribution, make_distribution
+from .load import checkpoint_vocab
 from ..errors import MusicRLError
 from ..audio.mel import seq_to_mel_by_width
 from ..music.metrics import distinct_chords, pitch_class_overlap, top_pitch_share
@@ -107,11 +108,9 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "build_train_state",
-    "load_policy",
     "load_real_data",
     "load_train_state",
     "print_data_report",
-    "sample_from_run",
     "save_train_checkpoint",
     "train",
 ]
@@ -285,20 +284,11 @@ def save_train_checkpoint(state: TrainState, checkpoints_dir: str | Path, name: 
     )
 
 
-def _saved_vocab(path: Path) -> np.ndarray | None:
-    """The chord vocabulary stored in a checkpoint folder (None for a policy without one)."""
-    try:
-        with np.load(path / "arrays.npz", allow_pickle=False) as z:
-            return z["vocab"] if "vocab" in z.files else None
-    except (OSError, ValueError) as e:
-        raise MusicRLError(f"cannot read checkpoint {str(path)!r}: {e}") from None
-
-
 def load_train_state(cfg: Config, path: str | Path) -> TrainState:
     """Rebuild the state saved in the checkpoint folder ``path`` (with its settings ``cfg``)."""
     path = Path(path)
     load_checkpoint(path)  # a clear error for an incomplete folder, before any model is built
-    state = build_train_state(cfg, vocab=_saved_vocab(path))
+    state = build_train_state(cfg, vocab=checkpoint_vocab(path))
     arrays, meta = load_checkpoint(path, objects=_tf_objects(state))
     state.d.set_state({k[2:]: v for k, v in arrays.items() if k.startswith("d_")})
     state.baseline.set_state({"value": arrays["baseline_value"], "n_updates": meta["baseline_n_updates"]})
@@ -310,42 +300,6 @@ def load_train_state(cfg: Config, path: str | Path) -> TrainState:
     state.episodes = int(meta["episodes"])
     state.train_seconds = float(meta["train_seconds"])
     return state
-
-
-def load_policy(run_dir: str | Path, checkpoint: str = "latest") -> ChordPolicy:
-    """The policy of a run's checkpoint, ready to sample.
-
-    Parameters
-    ----------
-    run_dir : str or path-like
-        A run folder.
-    checkpoint : str
-        ``'latest'``, ``'pretrained'`` (the policy right after pretraining,
-        before any adversarial update) or a checkpoint folder name such as
-        ``'iter-0000500'``.
-
-    Returns
-    -------
-    policy : ChordPolicy
-    """
-    paths = run_paths(run_dir)
-    cfg = load_config(paths.config)
-    path = _checkpoint_path(paths.checkpoints, checkpoint)
-    policy = build_policy(cfg, _saved_vocab(path))
-    load_checkpoint(path, objects={"policy": policy})
-    return policy
-
-
-def _checkpoint_path(checkpoints_dir: Path, which: str) -> Path:
-    if which == "latest":
-        path = latest_checkpoint(checkpoints_dir)
-        if path is None:
-            raise MusicRLError(f"no checkpoint in {str(checkpoints_dir)!r}")
-        return path
-    path = checkpoints_dir / which
-    if not (path / "state.json").is_file():
-        raise MusicRLError(f"no checkpoint {which!r} in {str(checkpoints_dir)!r}")
-    return path
 
 
 # --------------------------------------------------------------------------
@@ -1179,54 +1133,3 @@ def _checkpoint(state: TrainState, paths: RunPaths, wall_start: float) -> Path:
     prune_checkpoints(paths.checkpoints, keep=state.cfg.keep_checkpoints)
     state._saved_mark, state._saved_path = mark, path
     return path
-
-
-# --------------------------------------------------------------------------
-# sampling from a trained run
-# --------------------------------------------------------------------------
-
-
-def sample_from_run(
-    run_dir: str | Path,
-    n: int,
-    out_dir: str | Path,
-    *,
-    seed: int = 0,
-    checkpoint: str = "latest",
-    temperature: float | None = None,
-    wav: bool = True,
-) -> list[Path]:
-    """Write ``n`` pieces of a run's policy as ``gen_000.mid`` / ``gen_000.wav``, ...
-
-    Parameters
-    ----------
-    run_dir : str or path-like
-        A run folder.
-    n : int
-        Number of pieces.
-    out_dir : str or path-like
-        Folder to write to (created if missing).
-    seed : int
-        Seed of the draws (the same seed gives the same pieces).
-    checkpoint : str
-        'latest', 'pretrained' or a checkpoint folder name.
-    temperature : float, optional
-        Sampling temperature (default: the run's ``sample_temperature``).
-    wav : bool
-        Also render WAV files with the General MIDI soundfont.
-
-    Returns
-    -------
-    paths : list of Path
-        The MIDI files written.
-    """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise MusicRLError(f"n must be a positive int, got {n!r}")
-    cfg = load_config(run_paths(run_dir).config)
-    policy = load_policy(run_dir, checkpoint)
-    if temperature is None:
-        temperature = cfg.sample_temperature
-    rng = np.random.default_rng(seed)
-    gen_seqs = policy.sample(int(n), rng, n_steps=cfg.n_steps, temperature=temperature).seqs
-    paths, _ = write_samples(out_dir, gen_seqs, cfg, wav=wav)
-    return paths

@@ -29,6 +29,7 @@ from musicrl.store.checkpoint import (
     save_checkpoint,
 )
 from musicrl.cli import main
+from musicrl.learning.load import sample_from_run
 from musicrl.config import config_from_overrides, load_config
 from musicrl.errors import MusicRLError
 from musicrl.music.midi import load_midi, rand_progression, save_midi
@@ -313,10 +314,10 @@ def test_sample_writes_readable_midi_and_wav(smoke, tmp_path):
 
 
 def test_sample_from_the_pretrained_policy(smoke, tmp_path):
-    paths = training.sample_from_run(smoke[0], 2, tmp_path, checkpoint="pretrained", wav=False)
+    paths = sample_from_run(smoke[0], 2, tmp_path, checkpoint="pretrained", wav=False)
     assert [p.name for p in paths] == ["gen_000.mid", "gen_001.mid"]
     with pytest.raises(MusicRLError, match="no checkpoint 'iter-0000099'"):
-        training.sample_from_run(smoke[0], 2, tmp_path, checkpoint="iter-0000099")
+        sample_from_run(smoke[0], 2, tmp_path, checkpoint="iter-0000099")
 
 
 # --------------------------------------------------------------------------
