@@ -9,4 +9,5 @@
 - :mod:`~musicrl.learning.env`: ``MusicEnv``, the task as a Gymnasium environment.
 - :mod:`~musicrl.learning.distribute`: ``tf.distribute`` strategies for several devices or machines.
 - :mod:`~musicrl.learning.train`: the training loop, its run folder and checkpoints.
+- :mod:`~musicrl.learning.load`: a trained run read back: its policy at a checkpoint, and pieces drawn from it.
 """
