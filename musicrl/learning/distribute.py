@@ -3,7 +3,8 @@
 The setting ``strategy`` picks how :func:`musicrl.learning.train.train` runs:
 
 ``'default'``
-    One device, no strategy: the loop of :mod:`musicrl.learning.train` as it is.
+    One device, no strategy (:class:`OneDevice`): the loop's steps as the
+    agent and D define them.
 ``'mirrored'``
     ``tf.distribute.MirroredStrategy`` in one process: over the devices of
     the setting ``devices`` (e.g. ``'GPU:0,GPU:1'``), else over every visible
@@ -64,6 +65,7 @@ from ..seeding import as_rng
 __all__ = [
     "Distribution",
     "GradientCatcher",
+    "OneDevice",
     "configure_cpu_devices",
     "d_replica_losses",
     "make_distribution",
@@ -197,8 +199,8 @@ def _share_cores(n_processes: int) -> None:
         pass
 
 
-def make_distribution(cfg) -> "Distribution | None":
-    """The strategy the settings ask for, or None for ``strategy='default'``.
+def make_distribution(cfg) -> "Distribution | OneDevice":
+    """The strategy the settings ask for, or :class:`OneDevice` for ``strategy='default'``.
 
     Applies ``cpu_devices`` first (in every case), so call it before any
     other TensorFlow work of the process ('multiworker' needs that too).
@@ -211,7 +213,7 @@ def make_distribution(cfg) -> "Distribution | None":
     """
     configure_cpu_devices(cfg.cpu_devices)
     if cfg.strategy == "default":
-        return None
+        return OneDevice()
     if cfg.strategy == "mirrored":
         strategy = tf.distribute.MirroredStrategy(_mirrored_devices(cfg.devices))
         place = {"n_workers": 1, "worker_index": 0, "is_chief": True}
@@ -338,12 +340,95 @@ def d_replica_losses(
 
 
 # --------------------------------------------------------------------------
-# the strategy and this process's place in it
+# where this process stands: one device, or its place in a strategy
 # --------------------------------------------------------------------------
 
 
-class Distribution:
-    """A ``tf.distribute`` strategy, where this process stands in it, and the distributed steps.
+class _Place:
+    """This process's share of the work: its workers, its replicas and its rows of a global batch."""
+
+    def __init__(self, *, n_workers: int, worker_index: int, is_chief: bool, n_replicas: int,
+                 n_local: int) -> None:
+        self.n_workers = int(n_workers)
+        self.worker_index = int(worker_index)
+        self.is_chief = bool(is_chief)
+        self.n_replicas = int(n_replicas)
+        self.n_local = int(n_local)
+
+    def check_batch(self, batch_size: int) -> None:
+        """Raise MusicRLError unless ``batch_size`` splits evenly over the replicas."""
+        if batch_size % self.n_replicas:
+            raise MusicRLError(
+                f"batch_size={batch_size} must be a multiple of the {self.n_replicas} replicas "
+                f"(the global batch is split evenly over them)"
+            )
+
+    def worker_batch(self, batch_size: int) -> int:
+        """Rows of a global batch this worker handles."""
+        return batch_size // self.n_workers
+
+    def worker_rows(self, batch_size: int) -> slice:
+        """This worker's rows of a global batch (workers in index order)."""
+        n = self.worker_batch(batch_size)
+        return slice(self.worker_index * n, (self.worker_index + 1) * n)
+
+    def worker_rng(self, *key: int) -> np.random.Generator:
+        """A generator of this worker's own, derived from ``key`` (e.g. seed, stream, counter) and its index."""
+        return np.random.default_rng([*(int(k) for k in key), self.worker_index])
+
+
+class OneDevice(_Place):
+    """One device and no strategy, behind the interface of :class:`Distribution`.
+
+    The training loop calls the same methods whatever the devices: here the
+    steps are the agent's and D's own, the scope changes nothing and the
+    collectives return their input.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(n_workers=1, worker_index=0, is_chief=True, n_replicas=1, n_local=1)
+
+    def __repr__(self) -> str:
+        return "OneDevice()"
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        """A scope that changes nothing: models are made as they would be without it."""
+        return contextlib.nullcontext()
+
+    def any(self, flags: Sequence[bool]) -> list[bool]:
+        """The flags as they are (there is no other worker to ask)."""
+        return [bool(f) for f in flags]
+
+    def gather(self, local: np.ndarray) -> np.ndarray:
+        """This worker's rows, which are all the rows."""
+        return np.asarray(local)
+
+    def train_and_score(self, trainer: DiscriminatorTrainer, real_x: Any, gen_x: Any) -> tuple[dict, np.ndarray]:
+        """:meth:`DiscriminatorTrainer.train_and_score`: one update of D, and its logits of ``gen_x`` before it."""
+        return trainer.train_and_score(real_x, gen_x)
+
+    def train_d(self, trainer: DiscriminatorTrainer, real_x: Any, gen_x: Any) -> dict[str, float]:
+        """:meth:`DiscriminatorTrainer.train_step`: one update of D."""
+        return trainer.train_step(real_x, gen_x)
+
+    def pretrain_step(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, real_seqs: np.ndarray,
+                      **kwargs: Any) -> float:
+        """:func:`~musicrl.learning.agent.pretrain_step` with the same arguments."""
+        return pretrain_step(policy, optimizer, real_seqs, **kwargs)
+
+    def reinforce_step(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, gen_seqs: np.ndarray,
+                       advantages: np.ndarray, **kwargs: Any) -> dict[str, float]:
+        """:func:`~musicrl.learning.agent.reinforce_step` with the same arguments."""
+        return reinforce_step(policy, optimizer, gen_seqs, advantages, **kwargs)
+
+
+class Distribution(_Place):
+    """A ``tf.distribute`` strategy, where this process stands in it, and how values cross it.
+
+    The steps of D (:class:`_ReplicaD`) and of the policy
+    (:class:`_ReplicaPolicy`) run per replica through this object; they are
+    its methods ``score``, ``train_d``, ``train_and_score``,
+    ``pretrain_step`` and ``reinforce_step``, as on :class:`OneDevice`.
 
     Parameters
     ----------
@@ -367,51 +452,28 @@ class Distribution:
     def __init__(self, strategy: tf.distribute.Strategy, *, n_workers: int, worker_index: int,
                  is_chief: bool) -> None:
         self.strategy = strategy
-        self.n_workers = int(n_workers)
-        self.worker_index = int(worker_index)
-        self.is_chief = bool(is_chief)
-        self.n_replicas = int(strategy.num_replicas_in_sync)
         self.devices = list(strategy.extended.worker_devices)
-        self.n_local = len(self.devices)
+        super().__init__(n_workers=n_workers, worker_index=worker_index, is_chief=is_chief,
+                         n_replicas=strategy.num_replicas_in_sync, n_local=len(self.devices))
         if self.n_local * self.n_workers != self.n_replicas:
             raise MusicRLError(
                 f"{self.n_replicas} replicas do not split evenly over {self.n_workers} workers of "
                 f"{self.n_local} devices each: give every worker the same number of devices"
             )
         self._fns: dict[tuple, Any] = {}
-        self._catchers: dict[tuple, GradientCatcher] = {}
+        d_steps, policy_steps = _ReplicaD(self), _ReplicaPolicy(self)
+        self.score, self.train_d, self.train_and_score = d_steps.score, d_steps.train_d, d_steps.train_and_score
+        self.pretrain_step, self.reinforce_step = policy_steps.pretrain_step, policy_steps.reinforce_step
 
     def __repr__(self) -> str:
         return (f"Distribution({type(self.strategy).__name__}, {self.n_replicas} replicas, "
                 f"worker {self.worker_index} of {self.n_workers})")
 
-    # ---- shapes ---------------------------------------------------------------
     def scope(self) -> contextlib.AbstractContextManager:
         """The strategy's scope: models, optimizers and buffers made in it are distributed."""
         return self.strategy.scope()
 
-    def check_batch(self, batch_size: int) -> None:
-        """Raise MusicRLError unless ``batch_size`` splits evenly over the replicas."""
-        if batch_size % self.n_replicas:
-            raise MusicRLError(
-                f"batch_size={batch_size} must be a multiple of the {self.n_replicas} replicas "
-                f"(the global batch is split evenly over them)"
-            )
-
-    def worker_batch(self, batch_size: int) -> int:
-        """Rows of a global batch this worker handles."""
-        return batch_size // self.n_workers
-
-    def worker_rows(self, batch_size: int) -> slice:
-        """This worker's rows of a global batch (workers in index order)."""
-        n = self.worker_batch(batch_size)
-        return slice(self.worker_index * n, (self.worker_index + 1) * n)
-
-    def worker_rng(self, *key: int) -> np.random.Generator:
-        """A generator of this worker's own, derived from ``key`` (e.g. seed, stream, counter) and its index."""
-        return np.random.default_rng([*(int(k) for k in key), self.worker_index])
-
-    # ---- moving values between the workers -----------------------------------------
+    # ---- moving values between the replicas and the workers -------------------------
     def _split(self, array: np.ndarray) -> list[np.ndarray]:
         """A worker's rows -> one equal part per local replica."""
         array = np.asarray(array)
@@ -476,14 +538,25 @@ class Distribution:
         fn = self._fn(("gather", parts[0].shape, parts[0].dtype.str), build)
         return fn(self._distribute(parts)).numpy().astype(dtype, copy=False)
 
-    # ---- D ------------------------------------------------------------------------
+
+# --------------------------------------------------------------------------
+# the steps, per replica
+# --------------------------------------------------------------------------
+
+
+class _ReplicaD:
+    """D's steps under a strategy: each replica scores, or learns from, its share of the clips."""
+
+    def __init__(self, dist: Distribution) -> None:
+        self.dist = dist
+
     def score(self, model: keras.Model, x: np.ndarray) -> np.ndarray:
         """D's per-step logits of every worker's clips, each replica scoring its share.
 
         Parameters
         ----------
         model : keras.Model
-            D (made under :meth:`scope`).
+            D (made under :meth:`Distribution.scope`).
         x : np.ndarray, shape=(rows, *d_input_shape)
             This worker's clips.
 
@@ -491,17 +564,18 @@ class Distribution:
         -------
         logits : np.ndarray, shape=(n_workers * rows, n_steps), float32
         """
+        dist = self.dist
 
         def build():
             @tf.function
             def fn(dist_x):
-                per_replica = self.strategy.run(lambda xb: model(xb, training=False), args=(dist_x,))
-                return self.strategy.gather(per_replica, axis=0)
+                per_replica = dist.strategy.run(lambda xb: model(xb, training=False), args=(dist_x,))
+                return dist.strategy.gather(per_replica, axis=0)
 
             return fn
 
-        fn = self._fn(("score", id(model)), build)
-        return fn(self._distribute(self._split(np.asarray(x, np.float32)))).numpy()
+        fn = dist._fn(("score", id(model)), build)
+        return fn(dist._distribute(dist._split(np.asarray(x, np.float32)))).numpy()
 
     def train_d(self, trainer: DiscriminatorTrainer, real_x: Any, gen_x: Any) -> dict[str, float]:
         """One update of D on this worker's real and generated clips, every replica on its share.
@@ -514,7 +588,7 @@ class Distribution:
         Parameters
         ----------
         trainer : DiscriminatorTrainer
-            Made under :meth:`scope`.
+            Made under :meth:`Distribution.scope`.
         real_x, gen_x : array-like, shape=(rows, *d_input_shape)
             This worker's clips (``batch_size / n_workers`` of each).
 
@@ -524,16 +598,16 @@ class Distribution:
             As ``train_step``'s, over the global batch: ``loss``,
             ``loss_real``, ``loss_gen``, ``gp``, ``acc_real``, ``acc_gen``.
         """
-        cfg = trainer.cfg
+        dist, cfg = self.dist, trainer.cfg
         real_x = check_d_inputs(real_x, cfg, name="real_x")
         gen_x = check_d_inputs(gen_x, cfg, name="gen_x")
         if len(real_x) != len(gen_x):
             raise MusicRLError(f"real_x and gen_x must hold as many clips, got {len(real_x)} and {len(gen_x)}")
         if trainer.buffer is not None:
             gen_x = trainer.buffer.mix(gen_x, cfg.d_replay_share)
-        global_batch = len(gen_x) * self.n_workers
+        global_batch = len(gen_x) * dist.n_workers
         mix_eps = trainer.rng.uniform(size=global_batch).astype(np.float32)
-        mix_eps = mix_eps[self.worker_rows(global_batch)]
+        mix_eps = mix_eps[dist.worker_rows(global_batch)]
         model, optimizer = trainer.model, trainer.optimizer
 
         def build():
@@ -546,16 +620,40 @@ class Distribution:
                     optimizer.apply_gradients(zip(tape.gradient(terms["loss"], variables), variables))
                     return terms
 
-                per_replica = self.strategy.run(replica, args=(dist_real, dist_gen, dist_eps))
-                return {k: self.strategy.reduce(_SUM, v, axis=None) for k, v in per_replica.items()}
+                per_replica = dist.strategy.run(replica, args=(dist_real, dist_gen, dist_eps))
+                return {k: dist.strategy.reduce(_SUM, v, axis=None) for k, v in per_replica.items()}
 
             return fn
 
-        fn = self._fn(("train_d", id(trainer), global_batch), build)
-        out = fn(*(self._distribute(self._split(a)) for a in (real_x, gen_x, mix_eps)))
+        fn = dist._fn(("train_d", id(trainer), global_batch), build)
+        out = fn(*(dist._distribute(dist._split(a)) for a in (real_x, gen_x, mix_eps)))
         return {k: float(v) for k, v in out.items()}
 
-    # ---- the policy -----------------------------------------------------------------
+    def train_and_score(self, trainer: DiscriminatorTrainer, real_x: Any, gen_x: Any) -> tuple[dict, np.ndarray]:
+        """:meth:`train_d`, and D's logits of every worker's ``gen_x`` (:meth:`score`) from before it.
+
+        Returns
+        -------
+        metrics : dict of float
+            As :meth:`train_d`'s.
+        logits : np.ndarray, shape=(n_workers * rows, n_steps), float32
+        """
+        logits = self.score(trainer.model, gen_x)
+        return self.train_d(trainer, real_x, gen_x), logits
+
+
+class _ReplicaPolicy:
+    """The policy's steps under a strategy: the agent's own update functions on each replica's share.
+
+    Each replica's gradients are caught (:class:`GradientCatcher`), weighted
+    by its share of the global batch, all-reduced, clipped by the norm of
+    their sum and applied.
+    """
+
+    def __init__(self, dist: Distribution) -> None:
+        self.dist = dist
+        self._catchers: dict[tuple, GradientCatcher] = {}
+
     def _catcher(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, kind: str) -> GradientCatcher:
         # one per update function: which variables get a gradient is learned when it is traced
         key = (id(policy), id(optimizer), kind)
@@ -566,6 +664,7 @@ class Distribution:
     def _apply(self, policy: ChordPolicy, optimizer: keras.optimizers.Optimizer, catcher: GradientCatcher,
                grads: list[list[np.ndarray]], stats: list[np.ndarray], clip_norm: float | None) -> tuple:
         """Sum the replicas' gradients, clip by the norm of the sum, apply; return (norm, summed stats)."""
+        dist = self.dist
         used = [i for i, got in enumerate(catcher.received) if got]
         variables = [policy.trainable_variables[i] for i in used]
 
@@ -585,26 +684,27 @@ class Distribution:
                     optimizer.apply_gradients(zip(local_grads, variables))
                     return norm, local_stats
 
-                norm, summed = self.strategy.run(replica, args=(dist_grads, dist_stats))
-                return self.strategy.reduce(_MEAN, norm, axis=None), self.strategy.reduce(_SUM, summed, axis=None)
+                norm, summed = dist.strategy.run(replica, args=(dist_grads, dist_stats))
+                return dist.strategy.reduce(_MEAN, norm, axis=None), dist.strategy.reduce(_SUM, summed, axis=None)
 
             return fn
 
-        fn = self._fn(("apply", id(policy), id(optimizer), tuple(used), clip_norm), build)
-        dist_grads = self._distribute([[g[i] for i in used] for g in grads])
-        norm, summed = fn(dist_grads, self._distribute(stats))
+        fn = dist._fn(("apply", id(policy), id(optimizer), tuple(used), clip_norm), build)
+        dist_grads = dist._distribute([[g[i] for i in used] for g in grads])
+        norm, summed = fn(dist_grads, dist._distribute(stats))
         return float(norm), np.asarray(summed)
 
     def _shard_updates(self, policy, optimizer, arrays: dict[str, np.ndarray | None], step, keys, clip_norm):
         """Run ``step(policy, catcher, **shard)`` on each local replica's share; apply the gradients."""
+        dist = self.dist
         catcher = self._catcher(policy, optimizer, step.__name__)
         rows = len(next(a for a in arrays.values() if a is not None))
-        global_batch = rows * self.n_workers
-        shards = {k: (None if a is None else self._split(a)) for k, a in arrays.items()}
+        global_batch = rows * dist.n_workers
+        shards = {k: (None if a is None else dist._split(a)) for k, a in arrays.items()}
         grads, stats = [], []
-        for i in range(self.n_local):
+        for i in range(dist.n_local):
             out = step(policy, catcher, **{k: (None if s is None else s[i]) for k, s in shards.items()})
-            weight = (rows // self.n_local) / global_batch
+            weight = (rows // dist.n_local) / global_batch
             grads.append([np.asarray(g.numpy()) * weight for g in catcher.gradients])
             stats.append(np.asarray([out[k] for k in keys], np.float32) * weight)
         return self._apply(policy, optimizer, catcher, grads, stats, clip_norm)

@@ -1,8 +1,9 @@
 """Adversarial training: the agent writes chords, D listens, both learn at once.
 
-:func:`train` is the whole loop, readable top to bottom. After an optional
-maximum-likelihood pretraining of the policy on real windows (as in SeqGAN),
-every iteration
+:func:`train` runs it. After an optional maximum-likelihood pretraining of
+the policy on real windows (as in SeqGAN), every iteration (one call of
+``_adversarial_iteration``, its steps in this order, then the loop's logging
+and scheduling)
 
 1. samples a batch of episodes from the policy (``gen_seqs`` and log-probs);
 2. turns generated and real seqs into log-mels (the batched fast path,
@@ -11,8 +12,8 @@ every iteration
    end, dense, or for every prefix) -> returns (optionally normalized) ->
    advantages against a moving-average baseline (or the policy's value head);
 4. updates D ``d_steps`` times on real vs generated clips (replay buffer,
-   label smoothing and gradient penalty as configured); on one device the
-   first update also gives step 3 its scores, from the D before the update;
+   label smoothing and gradient penalty as configured); the first update
+   also gives step 3 its scores, from the D before the update;
 5. updates the policy by REINFORCE with an entropy bonus and a KL penalty
    towards the frozen pretrained policy, in ``ppo_epochs`` passes over the
    batch (after the first, PPO's clipped surrogate), then by one
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import json
 import math
-import contextlib
 import signal
 import sys
 import tempfile
@@ -56,16 +56,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .agent import (
-    ChordPolicy,
-    build_chord_vocab,
-    build_policy,
-    clone_policy,
-    kl_weight,
-    pretrain_step,
-    reinforce_step,
-    vocab_kwargs,
-)
+from .agent import ChordPolicy, build_chord_vocab, build_policy, clone_policy, kl_weight, vocab_kwargs
 from ..store.checkpoint import (
     checkpoint_name,
     latest_checkpoint,
@@ -76,7 +67,7 @@ from ..store.checkpoint import (
 from ..config import Config, config_from_overrides, load_config
 from ..music.data import RealData, load_default, load_folder, resolve_data_dir, sample_real_seqs
 from .discriminator import DiscriminatorTrainer, d_input_kind, d_inputs
-from .distribute import Distribution, make_distribution
+from .distribute import Distribution, OneDevice, make_distribution
 from .load import checkpoint_vocab
 from ..errors import MusicRLError
 from ..audio.mel import seq_to_mel_by_width
@@ -301,7 +292,6 @@ def load_train_state(cfg: Config, path: str | Path) -> TrainState:
     state.train_seconds = float(meta["train_seconds"])
     return state
 
-
 # --------------------------------------------------------------------------
 # helpers of the loop
 # --------------------------------------------------------------------------
@@ -434,19 +424,6 @@ def _restore(state: TrainState, snapshot: dict[str, Any]) -> None:
         state.baseline.set_state(snapshot["baseline"])
         state.normalizer.set_state(snapshot["normalizer"])
         state.d.undo()
-
-
-def _skip_batch(error: NonFiniteError, state: TrainState, snapshot: dict | None, skips: int,
-                log: Callable[[str], None]) -> int:
-    """Undo a batch that gave a NaN/inf and return the count of batches skipped in a row.
-
-    Re-raises ``error`` when skipping is off (no snapshot) or too many batches in a row failed.
-    """
-    if snapshot is None or skips >= _MAX_SKIPS:
-        raise error
-    _restore(state, snapshot)
-    log(f"skipped a batch: {error}")
-    return skips + 1
 
 
 def _seq_mels(seqs: np.ndarray, cfg: Config) -> np.ndarray:
@@ -722,7 +699,7 @@ def train(
     dist = make_distribution(cfg)
     run = dict(cfg=cfg, dist=dist, run_dir=run_dir, ckpt_path=ckpt_path, data=data, progress=progress,
                handle_signals=handle_signals, on_iteration=on_iteration, log=log, wall_start=wall_start)
-    if dist is not None and not dist.is_chief:
+    if not dist.is_chief:
         # as in TensorFlow's multi-worker guide: only the chief writes the run folder; the others write
         # their checkpoints (and logs) into a temporary folder that is deleted when they finish
         with tempfile.TemporaryDirectory(prefix=f"musicrl-worker{dist.worker_index}-") as scratch:
@@ -736,13 +713,59 @@ def train(
     return _train_run(**run)
 
 
-def _scope(dist: Distribution | None):
-    return dist.scope() if dist is not None else contextlib.nullcontext()
+@dataclass
+class _Run:
+    """What the phases of a run share: settings, devices, real data, outputs, clock and stop flag."""
+
+    cfg: Config
+    dist: Distribution | OneDevice
+    paths: RunPaths
+    real_windows: np.ndarray
+    real_ref: np.ndarray  # the fixed real windows the collapse measures compare against
+    real_mels: _MelCache
+    writer: Any
+    scalars: _Scalars
+    metrics_log: MetricsLog
+    pretrain_log: MetricsLog
+    stop: _StopFlag
+    progress: bool
+    log: Callable[[str], None]
+    wall_start: float
+    last_ckpt: Path | None
+    skips: int = 0  # batches skipped in a row for a NaN/inf
+    last_batch: dict[str, Any] = field(default_factory=dict)  # the pieces the end-of-run samples show
+
+    def time_left(self) -> float:
+        """Seconds left of the ``minutes`` budget (inf without one)."""
+        budget = self.cfg.minutes * 60.0 if self.cfg.minutes > 0 else math.inf
+        return budget - (time.perf_counter() - self.wall_start)
+
+    def checkpoint(self, state: TrainState) -> Path:
+        self.last_ckpt = _checkpoint(state, self.paths, self.wall_start)
+        return self.last_ckpt
+
+
+@dataclass
+class _Iteration:
+    """What one adversarial iteration did: its batch, D's and the policy's figures, its clock."""
+
+    iteration: int
+    episodes: Any  # the policy's episodes of this worker (seqs, log-probs, values, from_vocab)
+    gen_x: np.ndarray  # what D read of them
+    pred_gen: np.ndarray  # D's per-step logits of every worker's episodes, before its update
+    rewards: np.ndarray
+    baseline: np.ndarray
+    d_stats: dict[str, float]
+    pg_stats: dict[str, float]
+    kl_coef: float
+    mle_nll: float | None
+    clock: tuple[float, ...]  # perf_counter after sampling, listening, scoring, D's and the policy's updates
+    t_first_d: float  # seconds of D's first update, which also scored the batch
 
 
 def _train_run(
     cfg: Config,
-    dist: Distribution | None,
+    dist: Distribution | OneDevice,
     *,
     run_dir: Path | None,
     paths: RunPaths,
@@ -755,313 +778,38 @@ def _train_run(
     wall_start: float,
 ) -> TrainResult:
     """The body of :func:`train` once the settings, the strategy and the folder to write (``paths``) are known."""
-    chief = dist is None or dist.is_chief
-
-    # ---- seeding, data, models ---------------------------------------------------
-    rng = seed_everything(cfg.seed, deterministic_ops=cfg.deterministic)
-    try:
-        real_data = load_real_data(cfg, data, progress=progress)
-        real_windows = real_data.train_windows
-        if len(real_windows) == 0:
-            raise MusicRLError(f"no training windows of {cfg.n_steps} steps in {real_data.root!r}")
-        with _scope(dist):
-            state = build_train_state(cfg, real_windows, rng=rng) if ckpt_path is None else None
-    except BaseException:
-        if chief and ckpt_path is None and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # a run that never started leaves no folder behind
-        raise
-    source = "folder" if data is not None else "default"
-    if ckpt_path is None:
-        log(f"run folder: {run_dir}" if chief else "the chief writes the run folder")
-        print_data_report(real_data, log=log)
-        if chief:
-            write_run_info(run_dir, cfg, {
-                "data": _data_manifest(real_data, source),
-                "command": sys.argv,
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "data_dir": str(Path(data).resolve()) if data is not None else str(resolve_data_dir(cfg)),
-            })
-    else:
-        with _scope(dist):
-            state = load_train_state(cfg, ckpt_path)
-        log(f"resumed from iteration {state.iteration} ({ckpt_path})")
-        if chief:
-            write_run_info(run_dir, cfg, {"resumed": time.strftime("%Y-%m-%d %H:%M:%S")})
-    if dist is not None:
-        log(f"strategy {cfg.strategy}: {dist.n_replicas} replicas on {dist.n_workers} worker(s), "
-            f"{cfg.batch_size // dist.n_replicas} episodes per replica; this is worker {dist.worker_index}")
-    # a fixed set of real windows the collapse measures compare against
+    state, real_windows = _start(cfg, dist, run_dir=run_dir, ckpt_path=ckpt_path, data=data, progress=progress,
+                                 log=log)
     real_ref = real_windows[np.random.default_rng([cfg.seed, 2]).integers(len(real_windows), size=_N_REFERENCE)]
-
-    writer = tf.summary.create_file_writer(str(paths.tensorboard)) if chief else tf.summary.create_noop_writer()
+    writer = tf.summary.create_file_writer(str(paths.tensorboard)) if dist.is_chief else tf.summary.create_noop_writer()
     metrics_log = MetricsLog(paths.metrics, keep_until=state.iteration)
     pretrain_log = MetricsLog(paths.pretrain, keep_until=state.pretrain_steps_done, key="step")
-    budget = cfg.minutes * 60.0 if cfg.minutes > 0 else math.inf
-    time_left = lambda: budget - (time.perf_counter() - wall_start)  # noqa: E731
-    status, message = "finished", ""
-    last_ckpt = ckpt_path
-    skips = 0
-    last_batch: dict[str, Any] = {}
-    real_mels = _MelCache(cfg.real_mel_cache)
-    scalars = _Scalars("train")
-
+    status = "finished"
     with _StopFlag(handle_signals) as stop, metrics_log, pretrain_log:
+        run = _Run(cfg=cfg, dist=dist, paths=paths, real_windows=real_windows, real_ref=real_ref,
+                   real_mels=_MelCache(cfg.real_mel_cache), writer=writer, scalars=_Scalars("train"),
+                   metrics_log=metrics_log, pretrain_log=pretrain_log, stop=stop, progress=progress, log=log,
+                   wall_start=wall_start, last_ckpt=ckpt_path)
         try:
-            if chief and state.iteration == 0 and not state.pretrain_done and state.pretrain_steps_done == 0:
-                real_seqs = sample_real_seqs(real_windows, cfg.batch_size, np.random.default_rng([cfg.seed, 3]))
-                _save_sample_point(state, paths, writer, "real", 0, seqs=real_seqs, prefix="real")
-                _save_sample_point(state, paths, writer, "iter-0000000-start", 0)
-
-            # ---- pretraining: maximum likelihood on real windows (SeqGAN) ---------------
-            if not state.pretrain_done:
-                pretrain_budget = cfg.pretrain_minutes * 60.0 if cfg.pretrain_minutes > 0 else math.inf
-                t_pre = time.perf_counter()
-                bar = _bar(progress, cfg.pretrain_steps, state.pretrain_steps_done, "pretrain")
-                while state.pretrain_steps_done < cfg.pretrain_steps:
-                    if _halt(dist, stop, time_left() <= 0, time.perf_counter() - t_pre > pretrain_budget):
-                        break
-                    # under a strategy: this worker's share of the batch
-                    rng = _loop_rng(state, dist, _PRETRAIN_STREAM, state.pretrain_steps_done + 1)
-                    real_seqs = sample_real_seqs(real_windows, _n_rows(dist, cfg.batch_size), rng,
-                                                 transpose=cfg.transpose)
-                    snapshot = _snapshot(state, adversarial=False) if cfg.on_nonfinite == "skip" else None
-                    step_fn = pretrain_step if dist is None else dist.pretrain_step
-                    nll = step_fn(state.policy, state.pretrain_optimizer, real_seqs,
-                                  clip_norm=cfg.policy_clip_norm or None, dropout=cfg.policy_dropout, rng=rng)
-                    step = state.pretrain_steps_done + 1
-                    try:
-                        _check_finite(f"pretraining step {step}", {"pretraining loss (NLL)": nll})
-                        _check_weights(state, f"pretraining step {step}")
-                    except NonFiniteError as e:
-                        skips = _skip_batch(e, state, snapshot, skips, log)
-                        continue
-                    skips = 0
-                    state.pretrain_steps_done = step
-                    pretrain_log.append({"step": step, "nll": nll})
-                    with writer.as_default():
-                        tf.summary.scalar("pretrain/nll", nll, step=step)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix_str(f"NLL {nll:.3f}")
-                if bar is not None:
-                    bar.close()
-                if stop:
-                    raise _Interrupted()
-                # out of total time mid-way: stay in pretraining, so --resume continues it
-                if state.pretrain_steps_done == cfg.pretrain_steps or not _agreed(dist, time_left() <= 0):
-                    # the frozen reference of the KL penalty is the pretrained policy
-                    state.ref_policy.set_weights(state.policy.get_weights())
-                    state.pretrain_done = True
-                    last_ckpt = save_train_checkpoint(state, paths.checkpoints, "pretrained")
-                    if state.pretrain_steps_done:
-                        if chief:
-                            _save_sample_point(state, paths, writer, "iter-0000000-pretrained", 0)
-                        nll = _pretrain_log_last(paths.pretrain)
-                        log(f"pretrained the policy for {state.pretrain_steps_done} steps "
-                            f"(last NLL {nll:.3f} nats per chord)")
-
-            # ---- adversarial training ---------------------------------------------------
-            limit = cfg.iterations if cfg.iterations > 0 else None
-            if d_input_kind(cfg) == "mel" and (limit is None or state.iteration < limit):
-                # the real windows are fixed: their mels are made once, not in the loop
-                real_mels.fill(real_windows, cfg)
-            bar = _bar(progress, limit, state.iteration, "train")
-            while limit is None or state.iteration < limit:
-                if _halt(dist, stop, time_left() <= 0):
-                    break
-                iteration = state.iteration + 1
-                where = f"iteration {iteration}"
-                t0 = time.perf_counter()
-                snapshot = _snapshot(state) if cfg.on_nonfinite == "skip" else None
-                try:
-                    # 1. play a batch of episodes (under a strategy: this worker's share)
-                    rng = _loop_rng(state, dist, _ROLLOUT_STREAM, iteration)
-                    n_play = _n_rows(dist, cfg.batch_size)
-                    episodes = state.policy.sample(n_play, rng, n_steps=cfg.n_steps)
-                    gen_seqs = episodes.seqs
-                    t1 = time.perf_counter()
-
-                    # 2. listen: seqs -> log-mels through the batched fast path (real clips alike)
-                    gen_x = _d_inputs(gen_seqs, cfg)
-                    real_xs = []
-                    for _ in range(cfg.d_steps):
-                        real_seqs = sample_real_seqs(real_windows, n_play, rng, transpose=cfg.transpose)
-                        real_xs.append(_d_inputs(real_seqs, cfg, real_mels))
-                    t2 = time.perf_counter()
-
-                    # 3. score: D's per-step logits -> rewards -> returns -> advantages
-                    # (under a strategy: of every worker's episodes, so all compute the same advantages).
-                    # On one device D's first update scores the batch as it goes: the same logits, and only the
-                    # clips replay swapped out of its batch need a pass of their own.
-                    fused = dist is None
-                    t_fused = 0.0  # counted as D update time
-                    if fused:
-                        d_stats, pred_gen = state.d.train_and_score(real_xs[0], gen_x)
-                        t_fused = time.perf_counter() - t2
-                    else:
-                        pred_gen = dist.score(state.d.model, gen_x)
-                    _check_finite(where, {"D logits (rewards)": pred_gen})
-                    if fused:
-                        _check_finite(where, {"D loss": d_stats["loss"]})
-                    rewards = logits_to_rewards(pred_gen, **reward_kwargs(cfg))
-                    # before the normalizer sees them: it stops on a NaN with an error that cannot be skipped
-                    _check_finite(where, {"rewards": rewards})
-                    returns = discounted_returns(rewards, gamma=cfg.reward_gamma)
-                    if cfg.reward_normalize:
-                        state.normalizer.update(returns)
-                        returns = state.normalizer.normalize(returns)
-                    if cfg.value_head:
-                        # the critic's estimate of each step's return
-                        baseline = episodes.values if dist is None else dist.gather(episodes.values)
-                    elif state.baseline.n_updates == 0:
-                        # the first batch is its own baseline: a start at 0 would push every episode down
-                        baseline = state.baseline.update(returns)
-                    else:
-                        baseline = state.baseline()
-                        state.baseline.update(returns)
-                    adv = cfg.pg_coef * advantages(returns, baseline)
-                    t3 = time.perf_counter()
-
-                    # 4. update D on real vs generated clips (the first update already done when fused)
-                    for real_x in real_xs[1:] if fused else real_xs:
-                        if dist is None:
-                            d_stats = state.d.train_step(real_x, gen_x)
-                        else:
-                            d_stats = dist.train_d(state.d, real_x, gen_x)
-                        _check_finite(where, {"D loss": d_stats["loss"]})
-                    t4 = time.perf_counter()
-
-                    # 5. update the policy: REINFORCE + entropy bonus + KL to the pretrained policy
-                    kl_coef = kl_weight(iteration, start=cfg.kl_coef, end=cfg.kl_coef_end,
-                                        iterations=cfg.kl_schedule_iterations, schedule=cfg.kl_schedule)
-                    rows = slice(None) if dist is None else dist.worker_rows(cfg.batch_size)  # this worker's episodes
-                    pg_fn = reinforce_step if dist is None else dist.reinforce_step
-                    # PPO: later passes over the batch are judged against the policy that played it
-                    old_log_prob = episodes.log_probs if cfg.ppo_epochs > 1 else None
-                    for epoch in range(cfg.ppo_epochs):
-                        stats = pg_fn(
-                            state.policy, state.policy_optimizer, gen_seqs, adv[rows],
-                            entropy_coef=cfg.entropy_coef, kl_coef=kl_coef, ref_policy=state.ref_policy,
-                            returns=returns[rows] if cfg.value_head else None, value_coef=cfg.value_coef,
-                            clip_norm=cfg.policy_clip_norm or None, old_log_prob=old_log_prob,
-                            clip_ratio=cfg.ppo_clip,
-                        )
-                        _check_finite(where, {"policy loss": stats["loss"]})
-                        # the first pass's figures are REINFORCE's, comparable across settings
-                        pg_stats = stats if epoch == 0 else {**pg_stats, "clip_frac": stats["clip_frac"]}
-                    mle_nll = None
-                    if cfg.mle_every and iteration % cfg.mle_every == 0:
-                        # teacher forcing keeps the policy on the data while the critic shapes it
-                        real_seqs = sample_real_seqs(real_windows, n_play, rng, transpose=cfg.transpose)
-                        step_fn = pretrain_step if dist is None else dist.pretrain_step
-                        mle_nll = step_fn(state.policy, state.pretrain_optimizer, real_seqs,
-                                          clip_norm=cfg.policy_clip_norm or None,
-                                          own_share=cfg.mle_own_share, dropout=cfg.policy_dropout, rng=rng)
-                        _check_finite(where, {"teacher-forcing loss (NLL)": mle_nll})
-                    _check_weights(state, where)
-                    t5 = time.perf_counter()
-                except NonFiniteError as e:
-                    skips = _skip_batch(e, state, snapshot, skips, log)
-                    continue
-                skips = 0
-
-                # 6. log
-                state.iteration = iteration
-                state.episodes += cfg.batch_size
-                # an episode's return: D's potential of the finished piece (end or dense rewards), or the
-                # mean over its prefixes (reward_prefixes), so runs compare only under the same setting
-                episode_returns = rewards.sum(axis=1)
-                row = {
-                    "iteration": iteration,
-                    "episodes": state.episodes,
-                    "time_s": round(state.train_seconds + time.perf_counter() - wall_start, 3),
-                    "reward_mean": float(episode_returns.mean()),
-                    "reward_std": float(episode_returns.std()),
-                    "d_prob_gen": float(np.mean(1.0 / (1.0 + np.exp(-pred_gen[:, -1])))),
-                    "d_loss": d_stats["loss"],
-                    "d_loss_real": d_stats["loss_real"],
-                    "d_loss_gen": d_stats["loss_gen"],
-                    "d_gp": d_stats["gp"],
-                    "d_acc_real": d_stats["acc_real"],
-                    "d_acc_gen": d_stats["acc_gen"],
-                    "policy_loss": pg_stats["loss"],
-                    "pg_loss": pg_stats["pg_loss"],
-                    "entropy": pg_stats["entropy"],
-                    "kl": pg_stats["kl"],
-                    "kl_coef": kl_coef,
-                    "grad_norm": pg_stats["grad_norm"],
-                    "baseline": float(np.mean(baseline)),
-                    "vocab_share": float(np.mean(episodes.from_vocab if dist is None
-                                                 else dist.gather(episodes.from_vocab))),
-                    "t_sample": t1 - t0,
-                    "t_mel": t2 - t1,
-                    "t_reward": t3 - t2 - t_fused,
-                    "t_d_update": t4 - t3 + t_fused,
-                    "t_policy_update": t5 - t4,
-                }
-                if mle_nll is not None:
-                    row["mle_nll"] = mle_nll
-                if cfg.ppo_epochs > 1:
-                    row["ppo_clip_frac"] = pg_stats["clip_frac"]
-                if iteration % cfg.collapse_every == 0 or iteration == 1:
-                    row.update(_collapse_measures(gen_seqs if dist is None else dist.gather(gen_seqs), real_ref, cfg))
-                with writer.as_default():
-                    scalars({k: v for k, v in row.items() if k != "iteration" and not k.startswith("t_")}, iteration)
-                row["t_log"] = time.perf_counter() - t5
-                row["episodes_per_s"] = cfg.batch_size / (time.perf_counter() - t0)
-                row["peak_rss_mb"] = _peak_rss_mb()
-                metrics_log.append(row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(f"reward {row['reward_mean']:.3f}, D acc real {row['d_acc_real']:.2f} "
-                                        f"gen {row['d_acc_gen']:.2f}")
-
-                # checkpoints and samples on schedule
-                if iteration % cfg.checkpoint_every == 0:
-                    last_ckpt = _checkpoint(state, paths, wall_start)
-                if cfg.sample_temperature == 1.0:
-                    # the episodes are the policy's pieces; at another temperature they are drawn anew
-                    last_batch = {"seqs": gen_seqs, "mels": gen_x if d_input_kind(cfg) == "mel" else None}
-                if chief and cfg.sample_every and iteration % cfg.sample_every == 0 and iteration != limit:
-                    _save_sample_point(state, paths, writer, checkpoint_name(iteration), iteration, **last_batch)
-                if on_iteration is not None:
-                    on_iteration(row, state)
-            if bar is not None:
-                bar.close()
-            if stop:
-                raise _Interrupted()
-            if not state.pretrain_done:
-                last_ckpt = _checkpoint(state, paths, wall_start)
-                raise _OutOfTime()
-            last_ckpt = _checkpoint(state, paths, wall_start)
-            end_tag = f"{checkpoint_name(state.iteration)}-end"
-            if chief:
-                _save_sample_point(state, paths, writer, end_tag, state.iteration, **last_batch)
-            if dist is not None:
-                # no worker returns before the chief has written the last checkpoint: a worker that
-                # resumed at once would otherwise start from an older one than the chief
-                dist.any([False])
-            why = "time budget reached" if limit is None or state.iteration < limit else "done"
-            message = (f"finished at iteration {state.iteration} ({why}); "
-                       f"checkpoint {last_ckpt}, samples in {paths.samples / end_tag}")
+            message = _run_phases(state, run, on_iteration)
         except _OutOfTime:
             message = (f"time budget reached during pretraining (step {state.pretrain_steps_done} of "
-                       f"{cfg.pretrain_steps}): checkpoint written to {last_ckpt}; continue with --resume")
+                       f"{cfg.pretrain_steps}): checkpoint written to {run.last_ckpt}; continue with --resume")
         except _Interrupted:
             status = "interrupted"
-            last_ckpt = _checkpoint(state, paths, wall_start)
+            last_ckpt = run.checkpoint(state)
             message = (f"interrupted by {stop.signal_name} at iteration {state.iteration}: "
                        f"checkpoint written to {last_ckpt}; continue with --resume")
         except NonFiniteError as e:
             status = "nonfinite"
-            keep = latest_checkpoint(paths.checkpoints)
+            run.last_ckpt = latest_checkpoint(paths.checkpoints)
             message = (f"stopped: {e}. The last good checkpoint is kept: "
-                       f"{keep if keep is not None else 'none yet'}")
-            last_ckpt = keep
+                       f"{run.last_ckpt if run.last_ckpt is not None else 'none yet'}")
         finally:
             writer.flush()
             writer.close()
-    if not chief:
+    last_ckpt = run.last_ckpt
+    if not dist.is_chief:
         # its checkpoints went to a temporary folder: the chief's are the run's
         message, last_ckpt = f"stopped at iteration {state.iteration} ({status}); the chief wrote the run", None
     log(message)
@@ -1069,32 +817,385 @@ def _train_run(
                        checkpoint=last_ckpt)
 
 
-def _loop_rng(state: TrainState, dist: Distribution | None, stream: int, counter: int) -> np.random.Generator:
+def _start(cfg: Config, dist: Distribution | OneDevice, *, run_dir: Path | None, ckpt_path: Path | None,
+           data: str | Path | None, progress: bool, log: Callable[[str], None]) -> tuple[TrainState, np.ndarray]:
+    """Seeding, the real data and the models: a new state (and its ``run.json``), or the checkpoint's.
+
+    Returns the state and the real training windows.
+    """
+    rng = seed_everything(cfg.seed, deterministic_ops=cfg.deterministic)
+    try:
+        real_data = load_real_data(cfg, data, progress=progress)
+        real_windows = real_data.train_windows
+        if len(real_windows) == 0:
+            raise MusicRLError(f"no training windows of {cfg.n_steps} steps in {real_data.root!r}")
+        with dist.scope():
+            state = build_train_state(cfg, real_windows, rng=rng) if ckpt_path is None else None
+    except BaseException:
+        if dist.is_chief and ckpt_path is None and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a run that never started leaves no folder behind
+        raise
+    source = "folder" if data is not None else "default"
+    if ckpt_path is None:
+        log(f"run folder: {run_dir}" if dist.is_chief else "the chief writes the run folder")
+        print_data_report(real_data, log=log)
+        if dist.is_chief:
+            write_run_info(run_dir, cfg, {
+                "data": _data_manifest(real_data, source),
+                "command": sys.argv,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "data_dir": str(Path(data).resolve()) if data is not None else str(resolve_data_dir(cfg)),
+            })
+    else:
+        with dist.scope():
+            state = load_train_state(cfg, ckpt_path)
+        log(f"resumed from iteration {state.iteration} ({ckpt_path})")
+        if dist.is_chief:
+            write_run_info(run_dir, cfg, {"resumed": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if cfg.strategy != "default":
+        log(f"strategy {cfg.strategy}: {dist.n_replicas} replicas on {dist.n_workers} worker(s), "
+            f"{cfg.batch_size // dist.n_replicas} episodes per replica; this is worker {dist.worker_index}")
+    return state, real_windows
+
+
+def _run_phases(state: TrainState, run: _Run, on_iteration: Callable | None) -> str:
+    """Pretraining, the adversarial loop, the last checkpoint and samples; returns the closing message.
+
+    Raises _Interrupted on a signal and _OutOfTime when the time budget ends pretraining.
+    """
+    cfg = state.cfg
+    if run.dist.is_chief and state.iteration == 0 and not state.pretrain_done and state.pretrain_steps_done == 0:
+        real_seqs = sample_real_seqs(run.real_windows, cfg.batch_size, np.random.default_rng([cfg.seed, 3]))
+        _save_sample_point(state, run.paths, run.writer, "real", 0, seqs=real_seqs, prefix="real")
+        _save_sample_point(state, run.paths, run.writer, "iter-0000000-start", 0)
+    if not state.pretrain_done:
+        _pretrain(state, run)
+    limit = cfg.iterations if cfg.iterations > 0 else None
+    _adversarial_loop(state, run, limit, on_iteration)
+    return _finish(state, run, limit)
+
+
+# ---- pretraining: maximum likelihood on real windows (SeqGAN) ---------------------------
+
+
+def _pretrain(state: TrainState, run: _Run) -> None:
+    """Pretraining steps until ``pretrain_steps``, its own or the run's time budget, or a signal.
+
+    Out of the run's time mid-way it stays in pretraining, so ``--resume``
+    continues it; otherwise the pretrained policy becomes the KL penalty's
+    reference and is checkpointed as 'pretrained'.
+    """
+    cfg = state.cfg
+    pretrain_budget = cfg.pretrain_minutes * 60.0 if cfg.pretrain_minutes > 0 else math.inf
+    t_pre = time.perf_counter()
+    bar = _bar(run.progress, cfg.pretrain_steps, state.pretrain_steps_done, "pretrain")
+    while state.pretrain_steps_done < cfg.pretrain_steps:
+        if _halt(run.dist, run.stop, run.time_left() <= 0, time.perf_counter() - t_pre > pretrain_budget):
+            break
+        nll = _skipping_nonfinite(state, run, lambda: _pretrain_step(state, run), adversarial=False)
+        if nll is None:
+            continue
+        step = state.pretrain_steps_done = state.pretrain_steps_done + 1
+        run.pretrain_log.append({"step": step, "nll": nll})
+        with run.writer.as_default():
+            tf.summary.scalar("pretrain/nll", nll, step=step)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"NLL {nll:.3f}")
+    if bar is not None:
+        bar.close()
+    if run.stop:
+        raise _Interrupted()
+    if state.pretrain_steps_done == cfg.pretrain_steps or not run.dist.any([run.time_left() <= 0])[0]:
+        state.ref_policy.set_weights(state.policy.get_weights())
+        state.pretrain_done = True
+        run.last_ckpt = save_train_checkpoint(state, run.paths.checkpoints, "pretrained")
+        if state.pretrain_steps_done:
+            if run.dist.is_chief:
+                _save_sample_point(state, run.paths, run.writer, "iter-0000000-pretrained", 0)
+            run.log(f"pretrained the policy for {state.pretrain_steps_done} steps "
+                    f"(last NLL {_pretrain_log_last(run.paths.pretrain):.3f} nats per chord)")
+
+
+def _pretrain_step(state: TrainState, run: _Run) -> float:
+    """One maximum-likelihood step on real windows (under a strategy: this worker's share); its NLL."""
+    cfg = state.cfg
+    step = state.pretrain_steps_done + 1
+    rng = _loop_rng(state, run.dist, _PRETRAIN_STREAM, step)
+    real_seqs = sample_real_seqs(run.real_windows, run.dist.worker_batch(cfg.batch_size), rng,
+                                 transpose=cfg.transpose)
+    nll = run.dist.pretrain_step(state.policy, state.pretrain_optimizer, real_seqs,
+                                 clip_norm=cfg.policy_clip_norm or None, dropout=cfg.policy_dropout, rng=rng)
+    _check_finite(f"pretraining step {step}", {"pretraining loss (NLL)": nll})
+    _check_weights(state, f"pretraining step {step}")
+    return nll
+
+
+# ---- adversarial training -----------------------------------------------------------------
+
+
+def _adversarial_loop(state: TrainState, run: _Run, limit: int | None, on_iteration: Callable | None) -> None:
+    """Adversarial iterations until ``limit``, the time budget or a signal: play, listen, learn, log."""
+    cfg = state.cfg
+    if d_input_kind(cfg) == "mel" and (limit is None or state.iteration < limit):
+        # the real windows are fixed: their mels are made once, not in the loop
+        run.real_mels.fill(run.real_windows, cfg)
+    bar = _bar(run.progress, limit, state.iteration, "train")
+    while limit is None or state.iteration < limit:
+        if _halt(run.dist, run.stop, run.time_left() <= 0):
+            break
+        t0 = time.perf_counter()
+        done = _skipping_nonfinite(state, run, lambda: _adversarial_iteration(state, run))
+        if done is None:
+            continue
+        state.iteration = done.iteration
+        state.episodes += cfg.batch_size
+        row = _log_row(state, run, done, t0, bar)
+        _checkpoint_and_samples(state, run, done, limit)
+        if on_iteration is not None:
+            on_iteration(row, state)
+    if bar is not None:
+        bar.close()
+
+
+def _adversarial_iteration(state: TrainState, run: _Run) -> _Iteration:
+    """One iteration's steps: sample, synthesize and score, update D, update the policy.
+
+    Raises NonFiniteError at the first NaN or inf, with what was done of the
+    iteration left in place (the caller undoes it, or stops).
+    """
+    cfg, dist = state.cfg, run.dist
+    iteration = state.iteration + 1
+    where = f"iteration {iteration}"
+
+    # 1. play a batch of episodes (under a strategy: this worker's share)
+    rng = _loop_rng(state, dist, _ROLLOUT_STREAM, iteration)
+    n_play = dist.worker_batch(cfg.batch_size)
+    episodes = state.policy.sample(n_play, rng, n_steps=cfg.n_steps)
+    t1 = time.perf_counter()
+
+    # 2. listen: seqs -> log-mels through the batched fast path (real clips alike)
+    gen_x = _d_inputs(episodes.seqs, cfg)
+    real_xs = [_d_inputs(sample_real_seqs(run.real_windows, n_play, rng, transpose=cfg.transpose), cfg,
+                         run.real_mels) for _ in range(cfg.d_steps)]
+    t2 = time.perf_counter()
+
+    # 3. score: D's first update comes with its logits of the batch from before it (under a strategy, of
+    # every worker's episodes, so all compute the same advantages) -> rewards -> returns -> advantages
+    d_stats, pred_gen = dist.train_and_score(state.d, real_xs[0], gen_x)
+    t_first_d = time.perf_counter() - t2
+    _check_finite(where, {"D logits (rewards)": pred_gen})
+    _check_finite(where, {"D loss": d_stats["loss"]})
+    rewards, returns, baseline, adv = _advantages(state, run, pred_gen, episodes, where)
+    t3 = time.perf_counter()
+
+    # 4. update D on real vs generated clips (its first update done above)
+    for real_x in real_xs[1:]:
+        d_stats = dist.train_d(state.d, real_x, gen_x)
+        _check_finite(where, {"D loss": d_stats["loss"]})
+    t4 = time.perf_counter()
+
+    # 5. update the policy: REINFORCE + entropy bonus + KL to the pretrained policy, then teacher forcing
+    kl_coef, pg_stats = _policy_update(state, run, episodes, adv, returns, iteration, where)
+    mle_nll = _teacher_forcing(state, run, n_play, rng, iteration, where)
+    _check_weights(state, where)
+    t5 = time.perf_counter()
+    return _Iteration(iteration=iteration, episodes=episodes, gen_x=gen_x, pred_gen=pred_gen, rewards=rewards,
+                      baseline=baseline, d_stats=d_stats, pg_stats=pg_stats, kl_coef=kl_coef, mle_nll=mle_nll,
+                      clock=(t1, t2, t3, t4, t5), t_first_d=t_first_d)
+
+
+def _advantages(state: TrainState, run: _Run, pred_gen: np.ndarray, episodes: Any, where: str) -> tuple:
+    """D's per-step logits -> (rewards, returns, baseline, advantages); updates the run's statistics."""
+    cfg = state.cfg
+    rewards = logits_to_rewards(pred_gen, **reward_kwargs(cfg))
+    # before the normalizer sees them: it stops on a NaN with an error that cannot be skipped
+    _check_finite(where, {"rewards": rewards})
+    returns = discounted_returns(rewards, gamma=cfg.reward_gamma)
+    if cfg.reward_normalize:
+        state.normalizer.update(returns)
+        returns = state.normalizer.normalize(returns)
+    if cfg.value_head:
+        # the value head's estimate of each step's return
+        baseline = run.dist.gather(episodes.values)
+    elif state.baseline.n_updates == 0:
+        # the first batch is its own baseline: a start at 0 would push every episode down
+        baseline = state.baseline.update(returns)
+    else:
+        baseline = state.baseline()
+        state.baseline.update(returns)
+    return rewards, returns, baseline, cfg.pg_coef * advantages(returns, baseline)
+
+
+def _policy_update(state: TrainState, run: _Run, episodes: Any, adv: np.ndarray, returns: np.ndarray,
+                   iteration: int, where: str) -> tuple[float, dict[str, float]]:
+    """``ppo_epochs`` passes of REINFORCE (PPO's clipped surrogate after the first); (kl_coef, stats)."""
+    cfg = state.cfg
+    kl_coef = kl_weight(iteration, start=cfg.kl_coef, end=cfg.kl_coef_end,
+                        iterations=cfg.kl_schedule_iterations, schedule=cfg.kl_schedule)
+    rows = run.dist.worker_rows(cfg.batch_size)  # this worker's episodes
+    # PPO: later passes over the batch are judged against the policy that played it
+    old_log_prob = episodes.log_probs if cfg.ppo_epochs > 1 else None
+    for epoch in range(cfg.ppo_epochs):
+        stats = run.dist.reinforce_step(
+            state.policy, state.policy_optimizer, episodes.seqs, adv[rows],
+            entropy_coef=cfg.entropy_coef, kl_coef=kl_coef, ref_policy=state.ref_policy,
+            returns=returns[rows] if cfg.value_head else None, value_coef=cfg.value_coef,
+            clip_norm=cfg.policy_clip_norm or None, old_log_prob=old_log_prob, clip_ratio=cfg.ppo_clip,
+        )
+        _check_finite(where, {"policy loss": stats["loss"]})
+        # the first pass's figures are REINFORCE's, comparable across settings
+        pg_stats = stats if epoch == 0 else {**pg_stats, "clip_frac": stats["clip_frac"]}
+    return kl_coef, pg_stats
+
+
+def _teacher_forcing(state: TrainState, run: _Run, n_play: int, rng: np.random.Generator, iteration: int,
+                     where: str) -> float | None:
+    """One maximum-likelihood step on real windows every ``mle_every`` iterations; its NLL (else None)."""
+    cfg = state.cfg
+    if not cfg.mle_every or iteration % cfg.mle_every:
+        return None
+    # teacher forcing keeps the policy on the data while D shapes it
+    real_seqs = sample_real_seqs(run.real_windows, n_play, rng, transpose=cfg.transpose)
+    mle_nll = run.dist.pretrain_step(state.policy, state.pretrain_optimizer, real_seqs,
+                                     clip_norm=cfg.policy_clip_norm or None, own_share=cfg.mle_own_share,
+                                     dropout=cfg.policy_dropout, rng=rng)
+    _check_finite(where, {"teacher-forcing loss (NLL)": mle_nll})
+    return mle_nll
+
+
+def _log_row(state: TrainState, run: _Run, done: _Iteration, t0: float, bar: Any) -> dict[str, Any]:
+    """The iteration's row, written to ``metrics.jsonl``, TensorBoard and the progress bar."""
+    cfg = state.cfg
+    row = _metrics_row(state, run, done, t0)
+    with run.writer.as_default():
+        run.scalars({k: v for k, v in row.items() if k != "iteration" and not k.startswith("t_")}, done.iteration)
+    row["t_log"] = time.perf_counter() - done.clock[-1]
+    row["episodes_per_s"] = cfg.batch_size / (time.perf_counter() - t0)
+    row["peak_rss_mb"] = _peak_rss_mb()
+    run.metrics_log.append(row)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix_str(f"reward {row['reward_mean']:.3f}, D acc real {row['d_acc_real']:.2f} "
+                            f"gen {row['d_acc_gen']:.2f}")
+    return row
+
+
+def _metrics_row(state: TrainState, run: _Run, done: _Iteration, t0: float) -> dict[str, Any]:
+    """The numbers of an iteration (``state`` already counts it); timings from ``t0``, its start."""
+    cfg, d_stats, pg_stats = state.cfg, done.d_stats, done.pg_stats
+    t1, t2, t3, t4, t5 = done.clock
+    # an episode's return: D's potential of the finished piece (end or dense rewards), or the
+    # mean over its prefixes (reward_prefixes), so runs compare only under the same setting
+    episode_returns = done.rewards.sum(axis=1)
+    row = {
+        "iteration": done.iteration,
+        "episodes": state.episodes,
+        "time_s": round(state.train_seconds + time.perf_counter() - run.wall_start, 3),
+        "reward_mean": float(episode_returns.mean()),
+        "reward_std": float(episode_returns.std()),
+        "d_prob_gen": float(np.mean(1.0 / (1.0 + np.exp(-done.pred_gen[:, -1])))),
+        "d_loss": d_stats["loss"],
+        "d_loss_real": d_stats["loss_real"],
+        "d_loss_gen": d_stats["loss_gen"],
+        "d_gp": d_stats["gp"],
+        "d_acc_real": d_stats["acc_real"],
+        "d_acc_gen": d_stats["acc_gen"],
+        "policy_loss": pg_stats["loss"],
+        "pg_loss": pg_stats["pg_loss"],
+        "entropy": pg_stats["entropy"],
+        "kl": pg_stats["kl"],
+        "kl_coef": done.kl_coef,
+        "grad_norm": pg_stats["grad_norm"],
+        "baseline": float(np.mean(done.baseline)),
+        "vocab_share": float(np.mean(run.dist.gather(done.episodes.from_vocab))),
+        "t_sample": t1 - t0,
+        "t_mel": t2 - t1,
+        "t_reward": t3 - t2 - done.t_first_d,
+        "t_d_update": t4 - t3 + done.t_first_d,
+        "t_policy_update": t5 - t4,
+    }
+    if done.mle_nll is not None:
+        row["mle_nll"] = done.mle_nll
+    if cfg.ppo_epochs > 1:
+        row["ppo_clip_frac"] = pg_stats["clip_frac"]
+    if done.iteration % cfg.collapse_every == 0 or done.iteration == 1:
+        row.update(_collapse_measures(run.dist.gather(done.episodes.seqs), run.real_ref, cfg))
+    return row
+
+
+def _checkpoint_and_samples(state: TrainState, run: _Run, done: _Iteration, limit: int | None) -> None:
+    """Write a checkpoint and samples when the schedule asks for them after ``done``."""
+    cfg = state.cfg
+    if done.iteration % cfg.checkpoint_every == 0:
+        run.checkpoint(state)
+    if cfg.sample_temperature == 1.0:
+        # the episodes are the policy's pieces; at another temperature they are drawn anew
+        run.last_batch = {"seqs": done.episodes.seqs, "mels": done.gen_x if d_input_kind(cfg) == "mel" else None}
+    if run.dist.is_chief and cfg.sample_every and done.iteration % cfg.sample_every == 0 and done.iteration != limit:
+        _save_sample_point(state, run.paths, run.writer, checkpoint_name(done.iteration), done.iteration,
+                           **run.last_batch)
+
+
+def _finish(state: TrainState, run: _Run, limit: int | None) -> str:
+    """The last checkpoint and samples of a run that ran out of iterations or time; its closing message.
+
+    Raises _Interrupted after a signal, and _OutOfTime (after a checkpoint)
+    when the time budget ended pretraining.
+    """
+    if run.stop:
+        raise _Interrupted()
+    if not state.pretrain_done:
+        run.checkpoint(state)
+        raise _OutOfTime()
+    last_ckpt = run.checkpoint(state)
+    end_tag = f"{checkpoint_name(state.iteration)}-end"
+    if run.dist.is_chief:
+        _save_sample_point(state, run.paths, run.writer, end_tag, state.iteration, **run.last_batch)
+    # no worker returns before the chief has written the last checkpoint: a worker that
+    # resumed at once would otherwise start from an older one than the chief
+    run.dist.any([False])
+    why = "time budget reached" if limit is None or state.iteration < limit else "done"
+    return (f"finished at iteration {state.iteration} ({why}); "
+            f"checkpoint {last_ckpt}, samples in {run.paths.samples / end_tag}")
+
+
+# ---- what the phases share ------------------------------------------------------------------
+
+
+def _skipping_nonfinite(state: TrainState, run: _Run, step: Callable[[], Any], *, adversarial: bool = True) -> Any:
+    """``step()``, or None when it met a NaN/inf and ``on_nonfinite='skip'`` undid all it changed.
+
+    Re-raises the NonFiniteError when skipping is off, or after ``_MAX_SKIPS``
+    batches in a row were skipped. ``adversarial=False`` for a pretraining
+    step, which changes less (see :func:`_snapshot`).
+    """
+    snapshot = _snapshot(state, adversarial=adversarial) if state.cfg.on_nonfinite == "skip" else None
+    try:
+        out = step()
+    except NonFiniteError as e:
+        if snapshot is None or run.skips >= _MAX_SKIPS:
+            raise
+        _restore(state, snapshot)
+        run.log(f"skipped a batch: {e}")
+        run.skips += 1
+        return None
+    run.skips = 0
+    return out
+
+
+def _loop_rng(state: TrainState, dist: Distribution | OneDevice, stream: int, counter: int) -> np.random.Generator:
     """The run's generator, or under several workers one of this worker's own for this step."""
-    if dist is None or dist.n_workers == 1:
+    if dist.n_workers == 1:
         return state.rng
     return dist.worker_rng(state.cfg.seed, stream, counter)
 
 
-def _n_rows(dist: Distribution | None, batch_size: int) -> int:
-    """Rows of the global batch this process plays (all of them on one worker)."""
-    return batch_size if dist is None else dist.worker_batch(batch_size)
-
-
-def _agreed(dist: Distribution | None, flag: bool) -> bool:
-    """``flag``, or under several workers whether it holds on any (each must ask at the same point)."""
-    if dist is None or dist.n_workers == 1:
-        return bool(flag)
-    return dist.any([flag])[0]
-
-
-def _halt(dist: Distribution | None, stop: _StopFlag, *reasons: bool) -> bool:
+def _halt(dist: Distribution | OneDevice, stop: _StopFlag, *reasons: bool) -> bool:
     """Whether to stop now: a signal or any of ``reasons``, on any worker (so all stop at the same step)."""
-    flags = [bool(stop), *(bool(r) for r in reasons)]
-    if dist is not None and dist.n_workers > 1:
-        flags = dist.any(flags)
-        if flags[0] and not stop:
-            stop.signal_name = "a signal to another worker"
+    flags = dist.any([bool(stop), *(bool(r) for r in reasons)])
+    if flags[0] and not stop:
+        stop.signal_name = "a signal to another worker"
     return any(flags)
 
 
@@ -1133,3 +1234,4 @@ def _checkpoint(state: TrainState, paths: RunPaths, wall_start: float) -> Path:
     prune_checkpoints(paths.checkpoints, keep=state.cfg.keep_checkpoints)
     state._saved_mark, state._saved_path = mark, path
     return path
+

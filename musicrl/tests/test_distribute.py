@@ -29,6 +29,7 @@ from musicrl.learning.discriminator import DiscriminatorTrainer, build_discrimin
 from musicrl.learning.distribute import (
     Distribution,
     GradientCatcher,
+    OneDevice,
     configure_cpu_devices,
     d_replica_losses,
     make_distribution,
@@ -168,8 +169,16 @@ def test_bad_distribution_settings(sets, match):
         config_from_overrides(sets=sets)
 
 
-def test_default_strategy_is_no_strategy():
-    assert make_distribution(config_from_overrides(sets=["strategy=default"])) is None
+def test_default_strategy_is_one_device_with_every_row():
+    dist = make_distribution(config_from_overrides(sets=["strategy=default"]))
+    assert isinstance(dist, OneDevice) and dist.is_chief
+    assert (dist.n_workers, dist.worker_index, dist.n_replicas) == (1, 0, 1)
+    batch = np.arange(14).reshape(7, 2)
+    dist.check_batch(7)  # one device takes any batch
+    assert dist.worker_batch(7) == 7
+    np.testing.assert_array_equal(batch[dist.worker_rows(7)], batch)
+    np.testing.assert_array_equal(dist.gather(batch), batch)
+    assert dist.any([False, True]) == [False, True]
 
 
 def test_cpu_devices_after_tensorflow_started_is_a_clear_error():
@@ -297,6 +306,28 @@ def test_catcher_knows_the_variables_without_a_gradient(rng):
     value_paths = [i for i, v in enumerate(policy.trainable_variables) if "value" in v.path]
     assert value_paths and [i for i, got in enumerate(catcher.received) if not got] == value_paths
     assert all(not np.any(catcher.gradients[i].numpy()) for i in value_paths)
+
+
+def test_one_device_takes_the_agents_and_ds_own_steps(rng):
+    cfg, policy, seqs, adv = _policy_setup(rng)
+    twin = clone_policy(policy)
+    kwargs = dict(entropy_coef=0.01, kl_coef=0.1, ref_policy=clone_policy(policy, trainable=False))
+    got = OneDevice().reinforce_step(policy, keras.optimizers.Adam(1e-2), seqs, adv, **kwargs)
+    expected = reinforce_step(twin, keras.optimizers.Adam(1e-2), seqs, adv, **kwargs)
+    assert got == pytest.approx(expected, rel=1e-6)
+    for a, b in zip(policy.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+    keras.utils.set_random_seed(0)
+    d = DiscriminatorTrainer(cfg)
+    plain_d = DiscriminatorTrainer(cfg, build_discriminator(cfg))
+    plain_d.model.set_weights(d.model.get_weights())
+    real_x, gen_x = _d_batch(cfg, rng, 8)
+    pred_gen = plain_d.step_logits(gen_x)  # from D before its update
+    expected = plain_d.train_step(real_x, gen_x)
+    got, got_pred = OneDevice().train_and_score(d, real_x, gen_x)
+    assert got == pytest.approx(expected, rel=RTOL, abs=1e-6)
+    np.testing.assert_allclose(got_pred, pred_gen, rtol=RTOL, atol=1e-5)
 
 
 def test_one_replica_steps_equal_the_one_device_steps(rng):

@@ -30,6 +30,7 @@ import tensorflow as tf
 import musicrl
 import musicrl.store.checkpoint as checkpoint_module
 import musicrl.store.runs as runs_module
+import musicrl.learning.distribute as distribute
 import musicrl.learning.train as training
 from musicrl.store.checkpoint import (
     LATEST_FILE,
@@ -406,7 +407,7 @@ def test_inf_reward_is_skipped_at_that_iteration(midi_dir, tmp_path, monkeypatch
 
 
 def test_pretraining_step_with_nan_is_skipped_and_its_weights_taken_back(midi_dir, tmp_path, monkeypatch):
-    real_step = training.pretrain_step
+    real_step = distribute.pretrain_step
     entry_weights = []
 
     def nan_once(policy, optimizer, *args, **kwargs):
@@ -418,7 +419,7 @@ def test_pretraining_step_with_nan_is_skipped_and_its_weights_taken_back(midi_di
             return float("nan")
         return nll
 
-    monkeypatch.setattr(training, "pretrain_step", nan_once)
+    monkeypatch.setattr(distribute, "pretrain_step", nan_once)
     messages = []
     result = training.train(tiny_cfg(iterations=1, pretrain_steps=3, mle_every=0, deterministic=False,
                                      on_nonfinite="skip"),
@@ -437,7 +438,7 @@ def test_batch_skipped_after_d_learned_from_it_leaves_replay_and_statistics_unto
                                                                                     monkeypatch):
     # a NaN in the policy loss comes after D's update put the batch in the replay buffer and after the
     # baseline and the return normalizer took it in: the skip must take all of it back
-    real_step = training.reinforce_step
+    real_step = distribute.reinforce_step
     calls = []
 
     def nan_once(*args, **kwargs):
@@ -465,7 +466,7 @@ def test_batch_skipped_after_d_learned_from_it_leaves_replay_and_statistics_unto
 
     monkeypatch.setattr(training, "_snapshot", snapshot)
     monkeypatch.setattr(training, "_restore", restore)
-    monkeypatch.setattr(training, "reinforce_step", nan_once)
+    monkeypatch.setattr(distribute, "reinforce_step", nan_once)
     messages = []
     cfg = tiny_cfg(iterations=3, pretrain_steps=0, deterministic=False, on_nonfinite="skip",
                    reward_normalize=True, d_replay_share=0.25, d_steps=2)

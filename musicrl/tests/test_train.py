@@ -18,6 +18,7 @@ import pytest
 import soundfile
 import tensorflow as tf
 
+import musicrl.learning.distribute as distribute
 import musicrl.learning.train as training
 from musicrl.store.checkpoint import (
     LATEST_FILE,
@@ -352,7 +353,7 @@ def test_nan_stops_the_run_and_keeps_the_last_checkpoint(midi_dir, tmp_path):
 
 def test_skip_undoes_a_nonfinite_update(midi_dir, tmp_path, monkeypatch):
     calls = []
-    real_step = training.reinforce_step
+    real_step = distribute.reinforce_step
 
     def flaky_step(policy, *args, **kwargs):
         stats = real_step(policy, *args, **kwargs)
@@ -363,7 +364,7 @@ def test_skip_undoes_a_nonfinite_update(midi_dir, tmp_path, monkeypatch):
             stats["loss"] = float("nan")
         return stats
 
-    monkeypatch.setattr(training, "reinforce_step", flaky_step)
+    monkeypatch.setattr(distribute, "reinforce_step", flaky_step)
     messages = []
     cfg = tiny_cfg(iterations=2, pretrain_steps=0, on_nonfinite="skip")
     result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=messages.append)
