@@ -739,19 +739,19 @@ class _ReplicaPolicy:
         gen_seqs: np.ndarray,
         advantages: np.ndarray,
         *,
-        entropy_coef: float = 0.0,
-        kl_coef: float = 0.0,
-        ref_policy: ChordPolicy | None = None,
         returns: np.ndarray | None = None,
-        value_coef: float = 0.5,
-        clip_norm: float | None = None,
         old_log_prob: np.ndarray | None = None,
-        clip_ratio: float = 0.2,
+        clip_norm: float | None = None,
+        **loss_settings: Any,
     ) -> dict[str, float]:
         """:func:`~musicrl.learning.agent.reinforce_step` on the global batch, this worker holding its episodes.
 
-        Parameters are those of ``reinforce_step`` for this worker's rows;
-        the update is the one of the whole batch (gradients summed over the
+        Parameters are those of ``reinforce_step`` for this worker's rows:
+        the per-episode arrays (``gen_seqs``, ``advantages``, ``returns``,
+        ``old_log_prob``) are sharded over the replicas, the other keyword
+        settings (``entropy_coef``, ``kl_coef``, ``ref_policy``,
+        ``value_coef``, ``clip_ratio``) go to every replica as they are. The
+        update is the one of the whole batch (gradients summed over the
         replicas, then clipped).
 
         Returns
@@ -764,9 +764,8 @@ class _ReplicaPolicy:
         keys += ("clip_frac",) if old_log_prob is not None else ()
 
         def reinforce(policy, catcher, seqs, adv, ret, old):
-            return reinforce_step(policy, catcher, seqs, adv, entropy_coef=entropy_coef, kl_coef=kl_coef,
-                                  ref_policy=ref_policy, returns=ret, value_coef=value_coef, clip_norm=None,
-                                  old_log_prob=old, clip_ratio=clip_ratio)
+            return reinforce_step(policy, catcher, seqs, adv, returns=ret, old_log_prob=old, clip_norm=None,
+                                  **loss_settings)
 
         arrays = {"seqs": gen_seqs, "adv": advantages, "ret": returns, "old": old_log_prob}
         norm, summed = self._shard_updates(policy, optimizer, arrays, reinforce, keys, clip_norm or None)
