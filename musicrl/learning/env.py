@@ -24,13 +24,16 @@ so its logit for step ``t`` is the one it gives the finished piece.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from .discriminator import d_input_kind, d_inputs, predict_step_logits, step_frame_indices, step_logits_fn
+from ..config import Config
 from ..errors import MusicRLError
 from .reward import logits_to_potentials, logits_to_rewards, reward_kwargs
 
@@ -78,12 +81,17 @@ def rollout_rewards(seqs: Any, discriminator: Any, cfg, *, mels: Any = None) -> 
 class MusicEnv(gym.Env):
     """Write a piece one chord per step; D's judgement is the reward.
 
+    Registered with Gymnasium as ``musicrl.ENV_ID`` (``"musicrl/Chords-v0"``)
+    when ``musicrl`` is imported; ``gymnasium.make(ENV_ID, cfg=cfg,
+    discriminator=d, obs_frames=...)`` passes its keywords here, and
+    ``gymnasium.make_vec`` or ``gymnasium.vector.SyncVectorEnv`` run several.
+
     Parameters
     ----------
-    cfg : Config
+    cfg : Config, optional
         Grid, synthesis, mel and reward settings (``reward_kind``,
         ``reward_dense``, ``reward_prefixes``, ``reward_clip``); an episode
-        has ``cfg.n_steps`` steps.
+        has ``cfg.n_steps`` steps. Default: ``Config()``.
     discriminator : DiscriminatorTrainer, keras.Model, callable or None
         Anything ``discriminator.predict_step_logits`` accepts: a callable maps
         a float32 batch of D inputs (``d_inputs``) to ``(batch, n_steps)``
@@ -106,14 +114,26 @@ class MusicEnv(gym.Env):
     holds ``'step'`` and, with a discriminator, ``'step_logit'``,
     ``'prob_real'`` (sigmoid of the logit) and ``'potential'`` of this step,
     and at the end ``'step_logits'`` of the whole episode.
+
+    An episode always ends, ``terminated``, after ``cfg.n_steps`` chords, and
+    ``spec.max_episode_steps`` (set by ``gymnasium.make``) is that length.
+    The spec keeps D by reference: environments remade from it, or from a
+    copy of it, share the one D instead of copying its weights.
     """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, cfg, discriminator: Any = None, *, obs_frames: int = 64) -> None:
+    def __init__(self, cfg: Config | None = None, discriminator: Any = None, *, obs_frames: int = 64) -> None:
         super().__init__()
+        if cfg is None:
+            cfg = Config()
+        if not isinstance(cfg, Config):
+            raise MusicRLError(f"cfg must be a musicrl Config, got {type(cfg).__name__}")
+        if isinstance(discriminator, _SharedReference):
+            discriminator = discriminator.value
         if isinstance(obs_frames, bool) or not isinstance(obs_frames, (int, np.integer)) or obs_frames < 1:
             raise MusicRLError(f"obs_frames must be an int >= 1, got {obs_frames!r}")
+        self._spec: EnvSpec | None = None
         self.cfg = cfg
         self.discriminator = discriminator
         self._predict = None if discriminator is None else step_logits_fn(discriminator)
@@ -185,6 +205,21 @@ class MusicEnv(gym.Env):
         return {"mel": window, "seq": self._seq.astype(np.int8), "step": int(self._t)}
 
     # gymnasium API ---------------------------------------------------------------
+    @property
+    def spec(self) -> EnvSpec | None:
+        """How ``gymnasium.make`` made this environment; None when built directly."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: EnvSpec | None) -> None:
+        if spec is not None:
+            # the registered id cannot know the length, which is a setting
+            kwargs = dict(spec.kwargs)
+            if kwargs.get("discriminator") is not None and not isinstance(kwargs["discriminator"], _SharedReference):
+                kwargs["discriminator"] = _SharedReference(kwargs["discriminator"])
+            spec = dataclasses.replace(spec, max_episode_steps=self.cfg.n_steps, kwargs=kwargs)
+        self._spec = spec
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an empty piece. Nothing in the environment is random; ``seed`` seeds ``np_random``."""
         super().reset(seed=seed)
@@ -260,3 +295,21 @@ class MusicEnv(gym.Env):
     def mel(self) -> np.ndarray:
         """The mel of the piece so far, ``(n_frames, n_mels)``; frames not yet final at the floor."""
         return self._mel.copy()
+
+
+class _SharedReference:
+    """Holds an object that deep copies keep instead of copying (D in an env's spec).
+
+    Gymnasium deep-copies a spec's keywords whenever a wrapper reports the spec
+    or an environment is remade from it; a copy of D would be a second set of
+    weights that training never updates.
+    """
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __deepcopy__(self, memo: dict) -> "_SharedReference":
+        return self
+
+    def __repr__(self) -> str:
+        return f"shared({type(self.value).__name__})"

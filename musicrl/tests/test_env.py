@@ -1,13 +1,20 @@
 """The Gymnasium environment: API checks, incremental audio, and equality with the batched path."""
 
+import copy
 import dataclasses
+import importlib
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
+import gymnasium
 import keras
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+import musicrl
 import musicrl.audio.mel
 import musicrl.audio.synth
 from musicrl.config import Config
@@ -146,6 +153,8 @@ def test_bad_use_raises(cfg):
         env.step(np.zeros(cfg.n_pitches, np.int8))
     with pytest.raises(MusicRLError, match="obs_frames"):
         MusicEnv(cfg, obs_frames=0)
+    with pytest.raises(MusicRLError, match="Config"):
+        MusicEnv({"n_steps": 4})
     with pytest.raises(MusicRLError, match="shape"):
         env.play(np.zeros((cfg.n_steps + 1, cfg.n_pitches)))
 
@@ -159,3 +168,77 @@ def test_env_on_other_grids(rng):
     env = MusicEnv(cfg, d)
     out = env.play(seqs[0])
     np.testing.assert_allclose(out["rewards"], rollout_rewards(seqs, d, cfg)[0], atol=ATOL)
+
+
+def _count_notes(x):
+    """A stand-in D: the logit of step t is the number of notes so far (for d_arch='seq')."""
+    return np.cumsum(x.sum(axis=2), axis=1)
+
+
+def test_registered_id_makes_the_env_with_its_length_and_spaces():
+    cfg = Config(n_steps=6, d_arch="seq", reward_dense=True)
+    env = gymnasium.make(musicrl.ENV_ID, cfg=cfg, discriminator=_count_notes, obs_frames=8)
+    assert isinstance(env.unwrapped, MusicEnv) and env.unwrapped.cfg is cfg
+    assert env.spec.max_episode_steps == cfg.n_steps == env.unwrapped.spec.max_episode_steps
+    assert env.action_space == env.unwrapped.action_space
+    assert env.observation_space["seq"].shape == (6, cfg.n_pitches)
+    assert env.observation_space["mel"].shape == (8, cfg.n_mels)
+    obs, _ = env.reset(seed=3)
+    assert obs in env.observation_space
+    chord = np.zeros(cfg.n_pitches, np.int8)
+    chord[[0, 4, 7]] = 1
+    ends = []
+    for _ in range(cfg.n_steps):
+        obs, reward, terminated, truncated, info = env.step(chord)
+        assert obs in env.observation_space
+        ends.append((terminated, truncated))
+    assert ends == [(False, False)] * (cfg.n_steps - 1) + [(True, False)]
+    np.testing.assert_allclose(info["step_logits"], 3.0 * np.arange(1, cfg.n_steps + 1))
+    # the default settings without keywords, and a limit asked for at make time
+    assert gymnasium.make(musicrl.ENV_ID).spec.max_episode_steps == Config().n_steps
+    short = gymnasium.make(musicrl.ENV_ID, cfg=cfg, max_episode_steps=2)
+    short.reset()
+    assert short.step(chord)[2:4] == (False, False) and short.step(chord)[2:4] == (False, True)
+
+
+def test_registration_survives_a_reload_and_keeps_tensorflow_out():
+    importlib.reload(musicrl)
+    assert list(gymnasium.registry).count(musicrl.ENV_ID) == 1
+    code = ("import sys, musicrl, gymnasium; assert musicrl.ENV_ID in gymnasium.registry; "
+            "assert not {'tensorflow', 'keras'} & set(sys.modules), sorted(sys.modules)")
+    root = Path(musicrl.__file__).parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_made_env_passes_check_env_and_shares_d(cfg):
+    cfg = dataclasses.replace(cfg, n_steps=4, d_channels=8)
+    d = build_discriminator(cfg)
+    env = gymnasium.make(musicrl.ENV_ID, cfg=cfg, discriminator=d, obs_frames=16)
+    _check_env_quietly(env.unwrapped)
+    # reading the spec or remaking from it reuses D rather than copying its weights
+    remade = copy.deepcopy(env.spec).make()
+    assert remade.unwrapped.discriminator is d and env.unwrapped.discriminator is d
+    assert remade.spec.max_episode_steps == cfg.n_steps
+
+
+def test_runs_under_sync_vector_env(rng):
+    cfg = Config(n_steps=5, d_arch="seq", reward_dense=False)
+    envs = gymnasium.vector.SyncVectorEnv(
+        [lambda: gymnasium.make(musicrl.ENV_ID, cfg=cfg, discriminator=_count_notes, obs_frames=8)] * 3
+    )
+    obs, _ = envs.reset(seed=0)
+    assert obs["seq"].shape == (3, cfg.n_steps, cfg.n_pitches) and obs["mel"].shape == (3, 8, cfg.n_mels)
+    chords = (rng.random((cfg.n_steps, 3, cfg.n_pitches)) < 0.1).astype(np.int8)
+    for t, action in enumerate(chords):
+        obs, rewards, terminated, truncated, _ = envs.step(action)
+        assert rewards.shape == (3,) and not truncated.any()
+        assert terminated.all() == (t == cfg.n_steps - 1) and (terminated.any() == terminated.all())
+    # each env wrote its own piece; the end reward is log D of its note count
+    np.testing.assert_array_equal(obs["seq"], chords.transpose(1, 0, 2))
+    notes = chords.sum(axis=(0, 2)).astype(np.float64)
+    np.testing.assert_allclose(rewards, -np.log1p(np.exp(-notes)), atol=1e-6)
+    same = gymnasium.make_vec(musicrl.ENV_ID, num_envs=2, vectorization_mode="sync", cfg=cfg,
+                              discriminator=_count_notes, obs_frames=8)
+    assert same.single_observation_space == envs.single_observation_space
+    envs.close()
+    same.close()
