@@ -508,6 +508,9 @@ def _seq_plan(synth_key, mel_key, n_steps, n_pitches) -> _SeqPlan:
     return _SeqPlan(synth_key, mel_key, n_steps, n_pitches)
 
 
+# frames seq_to_mel transforms at once at most: 64 clips of 16 steps at the default settings
+_CHUNK_FRAMES = 64 * 501
+
 # note slots per frame up to which the fast path's sum is unrolled
 _MAX_UNROLL = 16
 
@@ -556,7 +559,8 @@ def seq_to_mel(
     n_fft, hop_length, n_mels, fmin, fmax, top_db
         Mel settings, as in :func:`wav_to_mel`.
     chunk_size : int
-        Seqs transformed at once (bounds memory; results do not depend on it).
+        Seqs transformed at once at most (bounds memory; results do not depend
+        on it); fewer for long clips, so that a chunk holds at most 32,064 frames.
     note_slots : int
         Notes gathered per step at least (0: as many as the batch's widest
         chord, rounded up to a few fixed sizes). Each slot count is compiled
@@ -590,6 +594,8 @@ def seq_to_mel(
     synth_key = (int(sr), float(step_seconds), int(lowest_pitch), int(n_harmonics), float(attack), float(release))
     mel_key = (int(sr), int(n_fft), int(hop_length), int(n_mels), float(fmin), float(fmax), float(top_db))
     plan = _seq_plan(synth_key, mel_key, n_steps, n_pitches)
+    # memory grows with the frames transformed at once, so long clips go fewer at a time
+    chunk_size = max(1, min(chunk_size, _CHUNK_FRAMES // plan.n_frames))
     if not plan.fast:
         out = np.empty((batch, plan.n_frames, n_mels), dtype=np.float32)
         for lo in range(0, batch, chunk_size):

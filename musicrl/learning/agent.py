@@ -321,12 +321,10 @@ class ChordPolicy(keras.Model):
         prev = tf.concat([tf.zeros_like(fed[:, :1]), fed[:, :-1]], axis=1)
         start = tf.concat([tf.ones((batch, 1, 1)), tf.zeros((batch, n_steps - 1, 1))], axis=1)
         x = tf.concat([prev, start], axis=-1)
-        h = tf.zeros((batch, self.hidden_size))
-        hs = []
-        for t in range(n_steps):
-            h, _ = self.cell(x[:, t], h)
-            hs.append(h)
-        return tf.stack(hs, axis=1)
+        # a loop in the graph rather than unrolled, so tracing and compiling cost the same at any length
+        hs = tf.scan(lambda h, x_t: self.cell(x_t, h)[0], tf.transpose(x, [1, 0, 2]),
+                     initializer=tf.zeros((batch, self.hidden_size)))
+        return tf.transpose(hs, [1, 0, 2])
 
     def _forward(self, seqs: tf.Tensor, temperature: tf.Tensor, idx: tf.Tensor | None = None,
                  exact: bool = False, inputs: tf.Tensor | None = None, dropout: tuple | None = None) -> dict:
@@ -416,30 +414,29 @@ class ChordPolicy(keras.Model):
         n_steps = uniforms.shape[1]
         batch = tf.shape(uniforms)[0]
         table = self._token_table()
-        x = tf.concat([tf.zeros((batch, self.n_pitches)), tf.ones((batch, 1))], axis=-1)
-        h = tf.zeros((batch, self.hidden_size))
         padded_vocab, search = self._draw_lookup()
-        chords, log_probs, entropies, from_vocab, values = [], [], [], [], []
-        for t in range(n_steps):
-            h, _ = self.cell(x, h)
+
+        def step(prev: tuple, elems: tuple) -> tuple:
+            h, chord = prev[0], prev[1]
+            u, start = elems
+            h, _ = self.cell(tf.concat([chord, tf.fill([batch, 1], start)], axis=-1), h)
             dist = self._dist(h, temperature)
-            chord, idx, drawn = self._draw_chord(dist, uniforms[:, t], table, temperature, padded_vocab, search)
+            chord, idx, drawn = self._draw_chord(dist, u, table, temperature, padded_vocab, search)
             terms = self._step_terms(dist, chord, idx, table, temperature)
-            chords.append(chord)
-            log_probs.append(terms["log_prob"])
-            entropies.append(terms["entropy"])
-            from_vocab.append(drawn)
-            if self.has_value_head:
-                values.append(self.value_out(h)[:, 0])
-            x = tf.concat([chord, tf.zeros((batch, 1))], axis=-1)
-        out = {
-            "seqs": tf.stack(chords, axis=1),
-            "log_probs": tf.stack(log_probs, axis=1),
-            "entropies": tf.stack(entropies, axis=1),
-            "from_vocab": tf.stack(from_vocab, axis=1),
-        }
+            value = self.value_out(h)[:, 0] if self.has_value_head else tf.zeros_like(terms["log_prob"])
+            return h, chord, terms["log_prob"], terms["entropy"], drawn, value
+
+        zeros = tf.zeros((batch,))
+        first = (tf.zeros((batch, self.hidden_size)), tf.zeros((batch, self.n_pitches)), zeros, zeros,
+                 tf.zeros((batch,), tf.bool), zeros)
+        # a loop in the graph rather than unrolled, so tracing and compiling cost the same at any length;
+        # step 0 reads the empty chord with the start flag
+        steps = tf.scan(step, (tf.transpose(uniforms, [1, 0, 2]), tf.one_hot(0, n_steps)), initializer=first)
+        _, chords, log_probs, entropies, from_vocab, values = (tf.transpose(a, [1, 0, 2][: len(a.shape)])
+                                                               for a in steps)
+        out = {"seqs": chords, "log_probs": log_probs, "entropies": entropies, "from_vocab": from_vocab}
         if self.has_value_head:
-            out["values"] = tf.stack(values, axis=1)
+            out["values"] = values
         return out
 
     def _compiled(self, key: tuple, fn: Any) -> Any:

@@ -242,3 +242,18 @@ def test_runs_under_sync_vector_env(rng):
     assert same.single_observation_space == envs.single_observation_space
     envs.close()
     same.close()
+
+
+@pytest.mark.parametrize("n_steps", [16, 32, 64])
+def test_long_pieces_keep_the_incremental_mel_exact(rng, n_steps):
+    # 64 steps at 120 bpm are 32 s: the env's slices must still add up to the whole clip's mel
+    cfg = Config(n_steps=n_steps, d_arch="seq", reward_dense=True)
+    env = gymnasium.make(musicrl.ENV_ID, cfg=cfg, discriminator=_count_notes, obs_frames=32)
+    seq = _seqs(rng, cfg, 1)[0]
+    env.reset(seed=0)
+    for chord in seq:
+        obs, reward, terminated, truncated, info = env.step(chord.astype(np.int8))
+    assert terminated and not truncated and obs["step"] == n_steps and info["step_logits"].shape == (n_steps,)
+    whole = seq_to_mel(seq[None], **cfg.seq_mel_kwargs())[0]
+    assert whole.shape == (cfg.n_frames, cfg.n_mels)
+    np.testing.assert_allclose(env.unwrapped.mel, whole, atol=1e-3)

@@ -535,3 +535,24 @@ def test_prune_keeps_the_newest_and_named_checkpoints(tmp_path):
     assert load_checkpoint(tmp_path / checkpoint_name(4))[1] == {"i": 44}
     with pytest.raises(MusicRLError, match="does not match"):
         load_checkpoint(tmp_path / checkpoint_name(4), objects={"v": _variable([1.0, 2.0])})
+
+
+def test_a_64_step_run_trains_and_samples_pieces_of_64_beats(tmp_path):
+    # 64 beats at 120 bpm are 32 s of audio: data windows, policy, D, mels and sampling at that length
+    rng = np.random.default_rng(11)
+    (tmp_path / "music").mkdir()
+    for i in range(3):
+        save_midi(rand_progression(rng, n_chords=72), tmp_path / "music" / f"piece{i}.mid")
+    cfg = tiny_cfg(n_steps=64, seed=3, iterations=2)
+    result = training.train(cfg, data=tmp_path / "music", out=tmp_path / "runs", progress=False,
+                            log=lambda s: None)
+    assert result.status == "finished"
+    assert [row["iteration"] for row in read_metrics(run_paths(result.run_dir).metrics)] == [1, 2]
+    beats = []
+    for path in training.sample_from_run(result.run_dir, 3, tmp_path / "gen", wav=False):
+        midi = load_midi(path)
+        seq = midi_to_seq(midi, step_beats=cfg.step_beats, lowest_pitch=cfg.lowest_pitch)
+        assert seq.any() and len(seq) <= 64
+        # a MIDI file ends at its last note, so a piece whose last chords are rests is shorter
+        beats.append(midi.time_to_tick(midi.get_end_time()) / midi.resolution)
+    assert max(beats) == 64 and min(beats) > 32
