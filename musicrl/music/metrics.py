@@ -26,9 +26,10 @@ qualified notes, tonal distance after Harte et al. 2006), MGEval (Yang &
 Lerch 2018: pitch-class histogram, pitch count, pitch range), muspy
 (polyphony), RL Tuner (Jaques et al. 2017: notes in key, excessive
 repetition) and ORGAN (Guimaraes et al. 2017: tonality as consonance,
-repetitions); chord quality, voice leading, distinct chords, copying and
-the collapse measures are the project's own definitions for a chord grid,
-stated in each docstring. Set comparisons (intra/inter-set distances,
+repetitions); chord quality, voice leading, distinct chords, copying, the
+collapse measures and the long-range ones (key consistency, the return to
+the tonic, segment self-similarity, in-key share by position) are the
+project's own definitions for a chord grid, stated in each docstring. Set comparisons (intra/inter-set distances,
 classifier tests) live in :mod:`musicrl.evaluation.evaluate`.
 """
 
@@ -54,9 +55,12 @@ __all__ = [
     "distinct_chord_ratio",
     "distinct_chords",
     "empty_step_rate",
+    "ends_on_tonic",
     "estimate_key",
     "histogram_overlap",
+    "in_key_by_position",
     "in_key_rate",
+    "key_consistency",
     "n_pitches_used",
     "pitch_class_histogram",
     "pitch_class_overlap",
@@ -64,6 +68,8 @@ __all__ = [
     "polyphony",
     "qualified_note_rate",
     "repetition_rate",
+    "segment_similarity",
+    "self_similarity",
     "summarize",
     "tonal_centroids",
     "tonal_distance",
@@ -480,9 +486,20 @@ def in_key_rate(
     """
     pooled = _check_bool(pooled, "pooled")
     per_step = _check_bool(per_step, "per_step")
+    num, den = _in_key_counts(seqs, lowest_pitch, key, minor_scale)
+    if per_step:
+        if pooled:
+            num, den = num.sum(axis=0), den.sum(axis=0)
+        return _ratio(num, den, False)
+    return _ratio(num.sum(axis=1), den.sum(axis=1), pooled)
+
+
+def _in_key_counts(
+    seqs: np.ndarray, lowest_pitch: int, key: tuple[int, bool] | None, minor_scale: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Notes in the key and all notes, per piece and step (batch, n_steps), against each whole piece's key."""
     masks = _scale_masks(minor_scale)
     chroma = _chroma(_on(seqs), lowest_pitch)
-    counts = chroma.sum(axis=1)
     if key is None:
         tonic, is_minor, _ = estimate_key(seqs, lowest_pitch=lowest_pitch)
     else:
@@ -492,17 +509,10 @@ def in_key_rate(
             or not 0 <= key[0] < 12
         ):
             raise MusicRLError(f"key must be (tonic pitch class 0..11, is_minor), got {key!r}")
-        tonic = np.full(counts.shape[0], int(key[0]))
-        is_minor = np.full(counts.shape[0], bool(key[1]))
+        tonic = np.full(chroma.shape[0], int(key[0]))
+        is_minor = np.full(chroma.shape[0], bool(key[1]))
     row = np.where(tonic < 0, 0, tonic) + 12 * is_minor
-    if per_step:
-        num = (chroma * masks[row][:, None, :]).sum(axis=-1)
-        den = chroma.sum(axis=-1)
-        if pooled:
-            num, den = num.sum(axis=0), den.sum(axis=0)
-        return _ratio(num, den, False)
-    num = (counts * masks[row]).sum(axis=-1)
-    return _ratio(num, counts.sum(axis=-1), pooled)
+    return (chroma * masks[row][:, None, :]).sum(axis=-1), chroma.sum(axis=-1)
 
 
 # --------------------------------------------------------------------------
@@ -793,6 +803,197 @@ def tonal_distance(
 
 # --------------------------------------------------------------------------
 # copying and summary
+
+
+# --------------------------------------------------------------------------
+# long-range structure (a whole piece, not a step and its neighbours)
+
+
+def key_consistency(seqs: np.ndarray, *, lowest_pitch: int = 36, pooled: bool = False) -> np.ndarray | float:
+    """Whether a piece stays in one key: the key estimated on each half of it agrees.
+
+    The piece is cut at step ``n_steps // 2``; :func:`estimate_key`
+    (Krumhansl-Schmuckler) is run on each half alone, and the piece scores 1
+    when both halves get the same tonic and mode, 0 otherwise. A piece that
+    modulates (to the dominant, the relative key) and does not come back by
+    its second half's weight scores 0, as does one that wanders without a key.
+
+    Parameters
+    ----------
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+        At least 2 steps.
+    lowest_pitch : int
+        MIDI pitch of column 0.
+    pooled : bool
+        The share of consistent pieces among those with notes in both halves.
+
+    Returns
+    -------
+    consistent : np.ndarray, shape=(batch,), values 0 or 1, or float if ``pooled``
+        NaN for a piece with a half without notes.
+    """
+    on = _on(seqs)
+    if on.shape[1] < 2:
+        raise MusicRLError(f"key_consistency needs pieces of at least 2 steps, got {on.shape[1]}")
+    half = on.shape[1] // 2
+    tonic_a, minor_a, _ = estimate_key(on[:, :half], lowest_pitch=lowest_pitch)
+    tonic_b, minor_b, _ = estimate_key(on[:, half:], lowest_pitch=lowest_pitch)
+    defined = (tonic_a >= 0) & (tonic_b >= 0)
+    same = (tonic_a == tonic_b) & (minor_a == minor_b) & defined
+    return _ratio(same, defined, _check_bool(pooled, "pooled"))
+
+
+def ends_on_tonic(seqs: np.ndarray, *, lowest_pitch: int = 36, pooled: bool = False) -> np.ndarray | float:
+    """Whether a piece's last chord is the tonic chord of its key (a return to the tonic).
+
+    The key is :func:`estimate_key` of the whole piece; the last chord is
+    its last non-empty step (trailing rests are skipped). The chord is the
+    tonic chord when it holds the tonic and only pitch classes of a tonic
+    triad with either third: ``{t, t+3 or t+4, t+7}`` in any voicing or
+    inversion, with octave doublings. Either third, because minor-key
+    chorales mostly end on the major tonic chord (a Picardy third); a bare
+    tonic or an open fifth counts too (a final chord without its third).
+
+    Parameters
+    ----------
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+    lowest_pitch : int
+        MIDI pitch of column 0.
+    pooled : bool
+        The share of pieces that end on their tonic, among pieces with a chord.
+
+    Returns
+    -------
+    on_tonic : np.ndarray, shape=(batch,), values 0 or 1, or float if ``pooled``
+        NaN for a piece without chords.
+    """
+    on = _on(seqs)
+    tonic, _, _ = estimate_key(on, lowest_pitch=lowest_pitch)
+    codes = _pc_set_codes(on, lowest_pitch)
+    sounding = codes > 0
+    last = on.shape[1] - 1 - np.argmax(sounding[:, ::-1], axis=1)
+    final = codes[np.arange(on.shape[0]), last]
+    t = np.where(tonic < 0, 0, tonic)
+
+    def bit(interval: int) -> np.ndarray:
+        return np.left_shift(1, (t + interval) % 12)
+
+    triad = bit(0) | bit(3) | bit(4) | bit(7)
+    both_thirds = ((final & bit(3)) > 0) & ((final & bit(4)) > 0)
+    is_tonic = ((final & ~triad) == 0) & ((final & bit(0)) > 0) & ~both_thirds
+    defined = sounding.any(axis=1)
+    return _ratio(is_tonic & defined, defined, _check_bool(pooled, "pooled"))
+
+
+def segment_similarity(seqs: np.ndarray, *, segment: int = 4) -> np.ndarray:
+    """Self-similarity matrix of each piece's segments of ``segment`` chords.
+
+    Segment ``i`` holds steps ``[i * segment, (i + 1) * segment)``; steps
+    after the last whole segment are left out. Two segments are compared
+    step by step: the Jaccard index of the two steps' pitches (notes in both
+    over notes in either; voicing counts, two rests are equal), averaged
+    over the ``segment`` aligned steps. So an exact repeat scores 1, a
+    segment sharing no note with the other 0, and one chord of four changed
+    from C-E-G to C-E-A 0.875.
+
+    Parameters
+    ----------
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+    segment : int
+        Steps per segment; ``n_steps // segment`` must be at least 2.
+
+    Returns
+    -------
+    similarity : np.ndarray, shape=(batch, n_segments, n_segments), dtype=float64
+        Symmetric, in [0, 1], 1 on the diagonal.
+    """
+    on = _on(seqs)
+    segment = _check_positive_int(segment, "segment")
+    batch, n_steps, n_pitches = on.shape
+    k = n_steps // segment
+    if k < 2:
+        raise MusicRLError(f"segment={segment} leaves fewer than 2 segments in pieces of {n_steps} steps")
+    seg = on[:, : k * segment].reshape(batch, k, segment, n_pitches).astype(np.float64)
+    shared = np.einsum("bisp,bjsp->bijs", seg, seg)
+    sizes = seg.sum(axis=-1)
+    either = sizes[:, :, None, :] + sizes[:, None, :, :] - shared
+    jaccard = np.divide(shared, either, out=np.ones_like(shared), where=either > 0)
+    return jaccard.mean(axis=-1)
+
+
+def self_similarity(seqs: np.ndarray, *, segment: int = 4, pooled: bool = False) -> np.ndarray | float:
+    """Repetition structure: how alike a piece's segments are, on average (see :func:`segment_similarity`).
+
+    The mean of the segment self-similarity matrix off its diagonal, i.e.
+    over every pair of distinct segments. A piece that repeats one phrase
+    scores 1, one whose segments share no note 0; a piece made of two
+    phrases each played twice (AABB, no common notes) 1/3. Compare a set's
+    value with that of real windows of the same length: music repeats and
+    varies phrases, so a generator far below its real data writes without
+    recurring material and one far above it loops.
+
+    Parameters
+    ----------
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+    segment : int
+        Steps per segment (4: a bar of 4/4 at one chord per beat).
+    pooled : bool
+        The mean over every pair of segments of the set.
+
+    Returns
+    -------
+    similarity : np.ndarray, shape=(batch,), or float if ``pooled``
+        In [0, 1].
+    """
+    pooled = _check_bool(pooled, "pooled")
+    sim = segment_similarity(seqs, segment=segment)
+    pairs = sim[:, ~np.eye(sim.shape[1], dtype=bool)]
+    return float(pairs.mean()) if pooled else pairs.mean(axis=1)
+
+
+def in_key_by_position(
+    seqs: np.ndarray,
+    *,
+    lowest_pitch: int = 36,
+    n_parts: int = 4,
+    key: tuple[int, bool] | None = None,
+    minor_scale: str = "natural",
+    pooled: bool = False,
+) -> np.ndarray:
+    """In-key share in each of ``n_parts`` consecutive parts of a piece, against the key of the whole piece.
+
+    :func:`in_key_rate` by position: part ``i`` holds steps
+    ``[i * n_steps // n_parts, (i + 1) * n_steps // n_parts)``, and its
+    notes are measured against the piece's key from :func:`estimate_key`
+    (or ``key``), so pieces of any length give the same number of values,
+    and a piece that starts in its key and drifts out of it late shows it.
+
+    Parameters
+    ----------
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+    n_parts : int
+        Parts per piece, at most ``n_steps``.
+    lowest_pitch, key, minor_scale
+        As in :func:`in_key_rate`.
+    pooled : bool
+        Per part, the ratio over all notes of the set in that part.
+
+    Returns
+    -------
+    rate : np.ndarray, shape=(batch, n_parts), or (n_parts,) if ``pooled``
+        NaN where a part has no notes.
+    """
+    pooled = _check_bool(pooled, "pooled")
+    n_parts = _check_positive_int(n_parts, "n_parts")
+    num, den = _in_key_counts(seqs, lowest_pitch, key, minor_scale)
+    n_steps = num.shape[1]
+    if n_parts > n_steps:
+        raise MusicRLError(f"n_parts must be at most n_steps={n_steps}, got {n_parts}")
+    starts = np.arange(n_parts) * n_steps // n_parts
+    num, den = np.add.reduceat(num, starts, axis=1), np.add.reduceat(den, starts, axis=1)
+    if pooled:
+        num, den = num.sum(axis=0), den.sum(axis=0)
+    return _ratio(num, den, False)
 
 
 def _as_seq_list(seqs: np.ndarray | Iterable[np.ndarray], name: str) -> list[np.ndarray]:

@@ -649,3 +649,126 @@ def test_discriminator_train_test_scores_only_the_clips_it_never_trained_on(band
         evaluate.discriminator_train_test(low[:, :10], high, low, high, cfg)
     with pytest.raises(MusicRLError, match="epochs"):
         evaluate.discriminator_train_test(low, high, low, high, cfg, epochs=0)
+
+
+# --------------------------------------------------------------------------
+# long-range structure
+
+CADENCE = [C_MAJOR, F_MAJOR, G_MAJOR, C_MAJOR]  # I IV V I in C major
+A_MINOR = [A - 12, C, E]
+D_MINOR = [62, F, A]
+E_MAJOR = [E, 68, B]
+A_MAJOR = [A - 12, 61, E]  # the Picardy third: A C# E
+
+
+def _up(chords, semitones):
+    return [[p + semitones for p in chord] for chord in chords]
+
+
+def test_key_consistency_compares_the_halves_keys():
+    seqs = seqs_from_chords([
+        CADENCE * 2,                   # C major throughout
+        CADENCE + _up(CADENCE, 6),     # C major, then F# major
+        CADENCE + [[]] * 4,            # a silent second half has no key
+        _up(CADENCE, 6) * 2,           # F# major throughout
+    ])
+    assert metrics.estimate_key(seqs[:1, :4])[0][0] == 0
+    np.testing.assert_array_equal(metrics.key_consistency(seqs), [1.0, 0.0, np.nan, 1.0])
+    assert metrics.key_consistency(seqs, pooled=True) == pytest.approx(2 / 3)
+    # odd lengths cut at n_steps // 2: the first half is 2 steps of C, the second 3 of F#
+    odd = seqs_from_chords([[C_MAJOR, C_MAJOR] + _up([C_MAJOR, F_MAJOR, G_MAJOR], 6)])
+    assert metrics.key_consistency(odd)[0] == 0.0
+
+
+def test_ends_on_tonic_in_any_voicing_skipping_final_rests():
+    opening = [C_MAJOR, F_MAJOR]
+    seqs = seqs_from_chords([
+        opening + CADENCE,                                   # ends on C-E-G
+        opening + [C_MAJOR, F_MAJOR, C_MAJOR, G_MAJOR],      # a half cadence
+        opening + CADENCE[:3] + [[E - 12, G, C + 12, E + 12]],  # C major in first inversion, doubled
+        CADENCE + [[], []],                                  # rests after the last chord
+        opening + CADENCE[:3] + [[C - 12, C, G]],            # an open fifth
+        opening + CADENCE[:3] + [[C, E, G, A]],              # an added sixth is another chord
+        [[]] * 6,
+    ])
+    assert list(metrics.estimate_key(seqs[:6])[0]) == [0] * 6
+    np.testing.assert_array_equal(metrics.ends_on_tonic(seqs), [1, 0, 1, 1, 1, 0, np.nan])
+    assert metrics.ends_on_tonic(seqs, pooled=True) == pytest.approx(4 / 6)
+
+
+def test_a_minor_piece_may_end_on_either_tonic_triad():
+    tonic, is_minor, _ = metrics.estimate_key(seqs_from_chords([[A_MINOR, D_MINOR, E_MAJOR, A_MINOR]]))
+    assert (tonic[0], is_minor[0]) == (9, True)
+    ends = [A_MINOR, A_MAJOR, A_MINOR + [61], E_MAJOR]  # minor, Picardy, both thirds, dominant
+    seqs = seqs_from_chords([[A_MINOR, D_MINOR, E_MAJOR, A_MINOR, D_MINOR, E_MAJOR, end] for end in ends])
+    assert list(metrics.estimate_key(seqs)[0]) == [9] * 4
+    np.testing.assert_array_equal(metrics.ends_on_tonic(seqs), [1, 1, 0, 0])
+
+
+def test_segment_similarity_of_hand_built_phrases():
+    phrase_a = CADENCE
+    phrase_b = _up(CADENCE, 1)  # no note in common with phrase_a
+    varied = CADENCE[:3] + [[C, E, A]]  # one chord of four changed: Jaccard 2/4 there
+    seqs = seqs_from_chords([
+        phrase_a * 4,
+        phrase_a + phrase_b + phrase_a + phrase_b,
+        phrase_a * 2 + phrase_b * 2,
+        phrase_a + varied + phrase_a + varied,
+    ])
+    sim = metrics.segment_similarity(seqs, segment=4)
+    assert sim.shape == (4, 4, 4)
+    np.testing.assert_allclose(sim[0], np.ones((4, 4)))
+    np.testing.assert_allclose(sim[1], [[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]])
+    np.testing.assert_allclose(sim[3, 0], [1, 0.875, 1, 0.875])
+    np.testing.assert_allclose(sim, sim.transpose(0, 2, 1))
+    np.testing.assert_allclose(metrics.self_similarity(seqs), [1, 4 / 12, 4 / 12, (4 + 8 * 0.875) / 12])
+    assert metrics.self_similarity(seqs, pooled=True) == pytest.approx(
+        np.mean([1, 4 / 12, 4 / 12, (4 + 8 * 0.875) / 12]))
+    # segments of 8 steps: the AABB piece has halves AA and BB, no note in common
+    assert metrics.self_similarity(seqs[2:3], segment=8)[0] == 0.0
+
+
+def test_segment_similarity_counts_rests_and_drops_the_remainder():
+    # two rests are alike; steps after the last whole segment are not read
+    seqs = seqs_from_chords([[[], C_MAJOR, [], C_MAJOR, CLUSTER]])
+    sim = metrics.segment_similarity(seqs, segment=2)
+    np.testing.assert_allclose(sim[0], np.ones((2, 2)))
+
+
+def test_in_key_by_position_splits_the_pieces_in_key_share():
+    # C major with a cluster C-C#-D near the end: one note out of the key
+    piece = CADENCE * 3 + [C_MAJOR, CLUSTER, G_MAJOR, C_MAJOR]
+    seqs = seqs_from_chords([piece, CADENCE * 4])
+    assert metrics.estimate_key(seqs[:1])[0][0] == 0
+    parts = metrics.in_key_by_position(seqs, n_parts=4)
+    np.testing.assert_allclose(parts, [[1, 1, 1, 11 / 12], [1, 1, 1, 1]])
+    # one part is the whole piece's in-key share; as many parts as steps is per_step
+    np.testing.assert_allclose(metrics.in_key_by_position(seqs, n_parts=1)[:, 0], metrics.in_key_rate(seqs))
+    np.testing.assert_allclose(metrics.in_key_by_position(seqs, n_parts=16),
+                               metrics.in_key_rate(seqs, per_step=True))
+    # parts of unequal length: 16 steps in 3 parts of 5, 5 and 6
+    np.testing.assert_allclose(metrics.in_key_by_position(seqs, n_parts=3)[0], [1, 1, 17 / 18])
+    np.testing.assert_allclose(metrics.in_key_by_position(seqs, n_parts=4, pooled=True), [1, 1, 1, 23 / 24])
+    silent = metrics.in_key_by_position(seqs_from_chords([CADENCE + [[]] * 4]), n_parts=2)
+    np.testing.assert_array_equal(silent, [[1.0, np.nan]])
+
+
+def test_long_range_measures_reject_bad_input():
+    seqs = seqs_from_chords([CADENCE * 2])
+    with pytest.raises(MusicRLError, match="at least 2 steps"):
+        metrics.key_consistency(seqs[:, :1])
+    with pytest.raises(MusicRLError, match="fewer than 2 segments"):
+        metrics.segment_similarity(seqs, segment=5)
+    with pytest.raises(MusicRLError, match="segment"):
+        metrics.self_similarity(seqs, segment=0)
+    with pytest.raises(MusicRLError, match="n_parts"):
+        metrics.in_key_by_position(seqs, n_parts=9)
+    for fn in (metrics.key_consistency, metrics.ends_on_tonic, metrics.self_similarity,
+               metrics.in_key_by_position):
+        with pytest.raises(MusicRLError, match="multi-hot"):
+            fn(np.full((1, 8, 48), 0.5))
+        with pytest.raises(MusicRLError, match="pooled"):
+            fn(seqs, pooled="yes")
+    for fn in (metrics.key_consistency, metrics.ends_on_tonic, metrics.in_key_by_position):
+        with pytest.raises(MusicRLError, match="lowest_pitch"):
+            fn(seqs, lowest_pitch=81)
