@@ -12,6 +12,9 @@ iterations only (after the warm-up, so compilation is excluded):
   with its results as NumPy arrays or Python floats, so its timer covers the
   finished computation, not a queued one;
 * the peak resident memory of the process (``resource.getrusage``);
+* ``chord-steps/s: N``, chords written, heard and learned from per
+  wall-clock second (episodes times ``n_steps``): the figure to compare
+  across episode lengths, since an episode of 64 steps is 4 of 16;
 * last, ``episodes/s: N`` (episodes of ``n_steps`` chords per wall-clock
   second, D and policy updates included).
 
@@ -19,6 +22,7 @@ Usage::
 
     python benchmarks/train.py                     # defaults
     python benchmarks/train.py --iterations 50 --set batch_size=256
+    python benchmarks/train.py --set n_steps=64    # 64-beat pieces (32 s at 120 bpm)
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'other (loop overhead)':32s} {1000 * other / len(measured):8.1f} {100 * other / seconds:6.1f}%")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak resident memory: {peak_mb:.0f} MB")
+    print(f"chord-steps/s: {episodes * cfg.n_steps / seconds:.0f}")
     print(f"episodes/s: {episodes / seconds:.0f}")
     return 0
 
