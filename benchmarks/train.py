@@ -23,6 +23,11 @@ Usage::
     python benchmarks/train.py                     # defaults
     python benchmarks/train.py --iterations 50 --set batch_size=256
     python benchmarks/train.py --set n_steps=64    # 64-beat pieces (32 s at 120 bpm)
+    python benchmarks/train.py --n-steps 16 64     # both, one after the other, and their ratio
+
+With several ``--n-steps``, each length runs in a process of its own (so each
+peak memory is its own) right after the other, and a last table gives each
+length's chord-steps/s as a multiple of the first length's.
 """
 
 from __future__ import annotations
@@ -57,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-steps", type=int, default=None,
                         help="pretraining steps before the loop (default: the config's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change a setting")
+    parser.add_argument("--n-steps", type=int, nargs="+", default=None, metavar="N",
+                        help="episode lengths to measure one after the other, each in its own process")
     args = parser.parse_args(argv)
+    if args.n_steps:
+        return compare_lengths(args)
 
     import tensorflow as tf
 
@@ -107,6 +116,37 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\npeak resident memory: {peak_mb:.0f} MB")
     print(f"chord-steps/s: {episodes * cfg.n_steps / seconds:.0f}")
     print(f"episodes/s: {episodes / seconds:.0f}")
+    return 0
+
+
+def compare_lengths(args: argparse.Namespace) -> int:
+    """Run this benchmark once per episode length in a fresh process; print each and the ratios."""
+    import re
+    import subprocess
+
+    common = ["--iterations", str(args.iterations), "--warmup", str(args.warmup)]
+    if args.pretrain_steps is not None:
+        common += ["--pretrain-steps", str(args.pretrain_steps)]
+    for item in args.set:
+        common += ["--set", item]
+    figures = []
+    for n_steps in args.n_steps:
+        print(f"=== n_steps={n_steps} ===", flush=True)
+        child = subprocess.run([sys.executable, __file__, *common, "--set", f"n_steps={n_steps}"],
+                               capture_output=True, text=True)
+        print(child.stdout, end="", flush=True)
+        if child.returncode != 0:
+            print(child.stderr, file=sys.stderr)
+            return child.returncode
+        found = {key: float(re.search(rf"^{key}: ([0-9.]+)", child.stdout, re.M).group(1))
+                 for key in ("chord-steps/s", "episodes/s")}
+        found["peak_mb"] = float(re.search(r"peak resident memory: ([0-9.]+) MB", child.stdout).group(1))
+        figures.append((n_steps, found))
+    first = figures[0][1]["chord-steps/s"]
+    print(f"\n{'n_steps':>7s} {'episodes/s':>10s} {'chord-steps/s':>13s} {'x first':>7s} {'peak MB':>8s}")
+    for n_steps, f in figures:
+        print(f"{n_steps:7d} {f['episodes/s']:10.0f} {f['chord-steps/s']:13.0f} "
+              f"{f['chord-steps/s'] / first:7.2f} {f['peak_mb']:8.0f}")
     return 0
 
 
