@@ -510,6 +510,8 @@ def _seq_plan(synth_key, mel_key, n_steps, n_pitches) -> _SeqPlan:
 
 # frames seq_to_mel transforms at once at most: 64 clips of 16 steps at the default settings
 _CHUNK_FRAMES = 64 * 501
+# frames x note slots at once at most when chords are too dense to unroll (about 0.5 GB)
+_DENSE_CHUNK_SLOT_FRAMES = 4 * _CHUNK_FRAMES
 
 # note slots per frame up to which the fast path's sum is unrolled
 _MAX_UNROLL = 16
@@ -610,8 +612,8 @@ def seq_to_mel(
     act = _active_pitches(on, min(k, n_pitches), n_pitches)
     if k > _MAX_UNROLL:
         # dense chords take the gather-then-sum branch, whose intermediate grows with
-        # clips x note slots (gigabytes for 64 clips of 48-note chords): fewer clips at once
-        chunk_size = max(1, chunk_size * _MAX_UNROLL // k)
+        # frames x note slots (3.5 GB for chunks of 16 slots x 32,064 frames): fewer clips at once
+        chunk_size = max(1, min(chunk_size, _DENSE_CHUNK_SLOT_FRAMES // (plan.n_frames * k)))
     out = np.empty((batch, plan.n_frames, n_mels), dtype=np.float32)
     for lo in range(0, batch, chunk_size):
         chunk = act[lo : lo + chunk_size]
