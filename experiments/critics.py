@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
 
-    from musicrl.evaluation.evaluate import SET_LABELS, critic_comparison, load_eval_sets
+    from musicrl.evaluation.evaluate import critic_comparison
+    from musicrl.evaluation.report import SET_LABELS
+    from musicrl.evaluation.sets import load_eval_sets
 
     t0 = time.perf_counter()
     ev = load_eval_sets(args.run, n=args.n, seed=args.seed)

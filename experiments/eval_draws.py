@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from musicrl.music.data import seqs_to_windows
-    from musicrl.evaluation.evaluate import evaluate_run, load_eval_sets
+    from musicrl.evaluation.evaluate import evaluate_run
+    from musicrl.evaluation.sets import load_eval_sets
     from musicrl.music.metrics import pitch_class_overlap
     from musicrl.evaluation.sweep import BETTER, paired_changes
 

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from musicrl.learning.agent import in_vocabulary
     from musicrl.music.data import load_folder, seqs_to_windows
-    from musicrl.evaluation.evaluate import load_eval_sets
+    from musicrl.evaluation.sets import load_eval_sets
     from musicrl.learning.load import load_policy
 
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from musicrl.evaluation.evaluate import load_eval_sets
+    from musicrl.evaluation.sets import load_eval_sets
     from musicrl.music.metrics import in_key_rate
 
     t0 = time.perf_counter()

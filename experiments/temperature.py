@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from musicrl.evaluation.evaluate import load_eval_sets, seq_two_sample_test
+    from musicrl.evaluation.sets import load_eval_sets
+    from musicrl.evaluation.two_sample import seq_two_sample_test
     from musicrl.music.metrics import summarize
     from musicrl.learning.load import load_policy
 

@@ -263,7 +263,7 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace, cfg: Config) -> int:
-    from .evaluation import evaluate
+    from .evaluation import evaluate, report
 
     evaluations = []
     for run in args.run:
@@ -273,15 +273,15 @@ def _run_evaluate(args: argparse.Namespace, cfg: Config) -> int:
         )
         evaluations.append(evaluation)
         print(f"## {evaluation['name']} (checkpoint {evaluation['checkpoint']})\n")
-        print(evaluate.format_table(evaluation))
+        print(report.format_table(evaluation))
         for note in evaluation["notes"]:
             print(f"note: {note}")
-        print(f"\nwrote {evaluate.REPORT_FILE}, {evaluate.EVALUATION_FILE} and plots to {run}\n")
+        print(f"\nwrote {report.REPORT_FILE}, {report.EVALUATION_FILE} and plots to {run}\n")
     if len(evaluations) > 1:
         print("## comparison\n")
-        print(evaluate.comparison_table(evaluations))
+        print(report.comparison_table(evaluations))
     if args.out is not None:
-        path = evaluate.write_comparison(args.out, evaluations)
+        path = report.write_comparison(args.out, evaluations)
         print(f"\nwrote {path}")
     return 0
 
@@ -301,12 +301,12 @@ def _add_compare_parser(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
-    from .evaluation import evaluate
+    from .evaluation import report
 
-    evaluations = [evaluate.load_evaluation(run) for run in args.runs]
-    print(evaluate.comparison_table(evaluations))
+    evaluations = [report.load_evaluation(run) for run in args.runs]
+    print(report.comparison_table(evaluations))
     if args.out is not None:
-        path = evaluate.write_comparison(args.out, evaluations)
+        path = report.write_comparison(args.out, evaluations)
         print(f"\nwrote {path}")
     return 0
 

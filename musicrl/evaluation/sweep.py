@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config import config_from_overrides, read_config_file
 from ..errors import MusicRLError
+from .report import load_evaluation
 
 __all__ = [
     "BETTER",
@@ -264,8 +265,6 @@ def collect(out: str | os.PathLike) -> list[dict[str, Any]]:
         column of the evaluation table (NaN where not measured). Sorted by
         experiment, seed and set.
     """
-    from .evaluate import load_evaluation
-
     root = Path(out).expanduser()
     if not root.is_dir():
         raise MusicRLError(f"sweep folder {str(root)!r} does not exist")

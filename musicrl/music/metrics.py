@@ -29,8 +29,9 @@ repetition) and ORGAN (Guimaraes et al. 2017: tonality as consonance,
 repetitions); chord quality, voice leading, distinct chords, copying, the
 collapse measures and the long-range ones (key consistency, the return to
 the tonic, segment self-similarity, in-key share by position) are the
-project's own definitions for a chord grid, stated in each docstring. Set comparisons (intra/inter-set distances,
-classifier tests) live in :mod:`musicrl.evaluation.evaluate`.
+project's own definitions for a chord grid, stated in each docstring. Set
+comparisons (intra/inter-set distances, classifier tests) live in
+:mod:`musicrl.evaluation.mgeval` and :mod:`musicrl.evaluation.two_sample`.
 """
 
 from __future__ import annotations

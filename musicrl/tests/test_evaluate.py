@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from musicrl.evaluation import evaluate
+from musicrl.evaluation import compare, evaluate, mgeval, report, sets, two_sample
 
 from musicrl.music import metrics
 
@@ -108,13 +108,13 @@ def quick(runs):
 @pytest.mark.parametrize("n_steps,lowest_pitch,n_pitches", [(4, 36, 48), (8, 48, 24), (6, 60, 12)])
 def test_rand_progression_seqs_are_chords_on_the_grid(n_steps, lowest_pitch, n_pitches):
     cfg = Config(n_steps=n_steps, lowest_pitch=lowest_pitch, n_pitches=n_pitches)
-    rand_seqs = evaluate.rand_progression_seqs(10, cfg, seed=3)
+    rand_seqs = sets.rand_progression_seqs(10, cfg, seed=3)
     assert rand_seqs.shape == (10, n_steps, n_pitches) and rand_seqs.dtype == np.float32
     notes = rand_seqs.sum(axis=-1)
     # a triad or a seventh chord on every step, nothing dropped by the grid
     assert ((notes >= 3) & (notes <= 4)).all()
-    np.testing.assert_array_equal(rand_seqs, evaluate.rand_progression_seqs(10, cfg, seed=3))
-    assert not np.array_equal(rand_seqs, evaluate.rand_progression_seqs(10, cfg, seed=4))
+    np.testing.assert_array_equal(rand_seqs, sets.rand_progression_seqs(10, cfg, seed=3))
+    assert not np.array_equal(rand_seqs, sets.rand_progression_seqs(10, cfg, seed=4))
 
 
 # --------------------------------------------------------------------------
@@ -123,20 +123,20 @@ def test_rand_progression_seqs_are_chords_on_the_grid(n_steps, lowest_pitch, n_p
 
 def test_compare_to_real_tells_alike_from_noise_and_copies(rng):
     cfg = Config(n_steps=8)
-    real_seqs = evaluate.rand_progression_seqs(24, cfg, seed=1)
-    alike = evaluate.rand_progression_seqs(24, cfg, seed=5)
+    real_seqs = sets.rand_progression_seqs(24, cfg, seed=1)
+    alike = sets.rand_progression_seqs(24, cfg, seed=5)
     noise = (rng.random((24, 8, cfg.n_pitches)) < 0.2).astype(np.float32)
     # six of the alike pieces were "training" pieces, none of the noise
-    train_seqs = [*alike[:6], *evaluate.rand_progression_seqs(10, cfg, seed=2)]
+    train_seqs = [*alike[:6], *sets.rand_progression_seqs(10, cfg, seed=2)]
     kwargs = dict(train_seqs=train_seqs, d_test=False, seed=0)
-    same = evaluate.compare_to_real(alike, real_seqs, cfg, **kwargs)
-    diff = evaluate.compare_to_real(noise, real_seqs, cfg, **kwargs)
-    assert list(same["row"]) == list(evaluate.HEADLINE_COLUMNS) + _summary_keys()
+    same = compare.compare_to_real(alike, real_seqs, cfg, **kwargs)
+    diff = compare.compare_to_real(noise, real_seqs, cfg, **kwargs)
+    assert list(same["row"]) == list(compare.HEADLINE_COLUMNS) + _summary_keys()
     assert diff["row"]["seq_clf_acc"] > 0.9
     assert same["row"]["seq_clf_acc"] < diff["row"]["seq_clf_acc"] - 0.2
     assert same["row"]["mgeval_oa"] > diff["row"]["mgeval_oa"]
     assert same["row"]["mgeval_kl"] < diff["row"]["mgeval_kl"]
-    assert set(same["mgeval"]) == set(evaluate.PIECE_FEATURES)
+    assert set(same["mgeval"]) == set(mgeval.PIECE_FEATURES)
     assert same["row"]["copy_rate"] == pytest.approx(6 / 24) and diff["row"]["copy_rate"] == 0.0
     assert same["copy_run_length"] == 8
     assert np.isnan(same["row"]["fresh_d_acc"]) and same["d_test"] == {}
@@ -145,8 +145,8 @@ def test_compare_to_real_tells_alike_from_noise_and_copies(rng):
 
 def test_compare_to_real_with_too_few_clips_leaves_tests_out(rng):
     cfg = Config(n_steps=4)
-    one = evaluate.rand_progression_seqs(1, cfg, seed=0)
-    res = evaluate.compare_to_real(one, one, cfg, d_test=True, seed=0)
+    one = sets.rand_progression_seqs(1, cfg, seed=0)
+    res = compare.compare_to_real(one, one, cfg, d_test=True, seed=0)
     assert np.isnan(res["row"]["seq_clf_acc"]) and np.isnan(res["row"]["fresh_d_acc"])
     assert np.isnan(res["row"]["copy_rate"])
     assert sum("too few" in note for note in res["notes"]) == 2
@@ -155,24 +155,24 @@ def test_compare_to_real_with_too_few_clips_leaves_tests_out(rng):
 
 def test_compare_to_real_rejects_bad_sets():
     cfg = Config(n_steps=4)
-    good = evaluate.rand_progression_seqs(4, cfg, seed=0)
+    good = sets.rand_progression_seqs(4, cfg, seed=0)
     with pytest.raises(MusicRLError, match="pitch"):
-        evaluate.compare_to_real(good[..., :24], good, cfg, d_test=False)
+        compare.compare_to_real(good[..., :24], good, cfg, d_test=False)
     with pytest.raises(MusicRLError, match="d_epochs"):
-        evaluate.compare_to_real(good, good, cfg, d_epochs=0)
+        compare.compare_to_real(good, good, cfg, d_epochs=0)
 
 
 def test_compare_to_real_rejects_a_set_of_the_wrong_length_before_synthesis(monkeypatch):
     cfg = Config(n_steps=4)
-    good = evaluate.rand_progression_seqs(4, cfg, seed=0)
-    longer = evaluate.rand_progression_seqs(4, Config(n_steps=8), seed=0)
+    good = sets.rand_progression_seqs(4, cfg, seed=0)
+    longer = sets.rand_progression_seqs(4, Config(n_steps=8), seed=0)
 
     def no_synthesis(*args, **kwargs):
         raise AssertionError("synthesised a set that D cannot read")
 
     monkeypatch.setattr("musicrl.audio.mel.seq_to_mel_by_width", no_synthesis)
     with pytest.raises(MusicRLError, match="gen_seqs must have 4 steps"):
-        evaluate.compare_to_real(longer, good, cfg, d_test=True, seed=0)
+        compare.compare_to_real(longer, good, cfg, d_test=True, seed=0)
 
 
 def test_grouped_folds_stop_a_classifier_from_recognising_pieces(rng):
@@ -182,15 +182,15 @@ def test_grouped_folds_stop_a_classifier_from_recognising_pieces(rng):
     x = np.repeat(centers, 6, axis=0) + 0.01 * rng.normal(size=(144, 30))
     piece = np.repeat(np.arange(24), 6)
     real_x, gen_x = x[piece < 12], x[piece >= 12]
-    leaky = evaluate.classifier_two_sample_test(real_x, gen_x, seed=0)
-    fair = evaluate.classifier_two_sample_test(real_x, gen_x, seed=0, real_groups=piece[piece < 12],
+    leaky = two_sample.classifier_two_sample_test(real_x, gen_x, seed=0)
+    fair = two_sample.classifier_two_sample_test(real_x, gen_x, seed=0, real_groups=piece[piece < 12],
                                                gen_groups=piece[piece >= 12])
     assert leaky["accuracy"] > 0.9
     assert fair["accuracy"] < 0.75
     with pytest.raises(MusicRLError, match="at least 5 groups"):
-        evaluate.classifier_two_sample_test(real_x, gen_x, real_groups=piece[piece < 12] % 3)
+        two_sample.classifier_two_sample_test(real_x, gen_x, real_groups=piece[piece < 12] % 3)
     with pytest.raises(MusicRLError, match="one label per clip"):
-        evaluate.classifier_two_sample_test(real_x, gen_x, real_groups=piece[:5])
+        two_sample.classifier_two_sample_test(real_x, gen_x, real_groups=piece[:5])
 
 
 # --------------------------------------------------------------------------
@@ -198,31 +198,31 @@ def test_grouped_folds_stop_a_classifier_from_recognising_pieces(rng):
 
 
 def test_evaluate_writes_report_metrics_and_plots(runs, evaluated):
-    code, out, err, _, report = evaluated
+    code, out, err, _, report_md = evaluated
     assert code == 0, err
     run = runs["a"]
-    for name in (evaluate.REPORT_FILE, evaluate.EVALUATION_FILE) + evaluate.PLOT_FILES:
+    for name in (report.REPORT_FILE, report.EVALUATION_FILE) + report.PLOT_FILES:
         assert (run / name).is_file(), name
-    for name in evaluate.PLOT_FILES:
+    for name in report.PLOT_FILES:
         assert (run / name).read_bytes()[:8] == PNG_MAGIC
-        assert f"]({name})" in report
+        assert f"]({name})" in report_md
     # the printed table is the one of the report, rows in order
-    table = evaluate.format_table(evaluate.load_evaluation(run))
-    assert table in out and table in report
+    table = report.format_table(report.load_evaluation(run))
+    assert table in out and table in report_md
     rows = [line for line in table.splitlines()[2:]]
     assert [r.split("|")[1].strip() for r in rows] == [
         "real (held-out)", "random progressions", "pretrained only", "agent"]
     assert f"| {N} |" in rows[1]
-    for column in evaluate.HEADLINE_COLUMNS:
-        assert f"- `{column}`: " in report
+    for column in compare.HEADLINE_COLUMNS:
+        assert f"- `{column}`: " in report_md
     # what the discriminator trained on the training pieces learned from
-    assert f"random {4 * N}, pretrained {4 * N}, agent {4 * N} clips" in report
+    assert f"random {4 * N}, pretrained {4 * N}, agent {4 * N} clips" in report_md
 
 
 def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
     _, _, _, ev, _ = evaluated
-    assert ev["sets"] == list(evaluate.EVAL_SETS)
-    assert ev["columns"] == list(evaluate.HEADLINE_COLUMNS) + _summary_keys()
+    assert ev["sets"] == list(report.EVAL_SETS)
+    assert ev["columns"] == list(compare.HEADLINE_COLUMNS) + _summary_keys()
     assert ev["checkpoint"] == "iter-0000002" and ev["iteration"] == 2
     assert ev["pretrained_checkpoint"] == "pretrained" and ev["pretrain_steps"] == 2
     assert ev["n"] == N and ev["sizes"]["random"] == ev["sizes"]["agent"] == N
@@ -248,7 +248,7 @@ def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
             assert row[column] is not None and 0.0 <= row[column] <= 1.0, (name, column, row[column])
         assert row["mgeval_kl"] >= 0.0
         assert 1.0 <= row["polyphony"] <= 12.0
-        assert set(ev["mgeval"][name]) == set(evaluate.PIECE_FEATURES)
+        assert set(ev["mgeval"][name]) == set(mgeval.PIECE_FEATURES)
         assert ev["tests"][name]["fresh_d"]["n_splits"] == 2
     assert ev["seconds"]["total"] > 0
 
@@ -267,8 +267,8 @@ def test_evaluate_without_d_and_plots(runs, evaluated, quick):
     fresh = ("fresh_d_acc", "fresh_d_full_acc")
     assert all(ev_b["table"][s][c] is None for s in ev_b["sets"] for c in fresh)
     assert ev_b["d_train_sizes"] == {}
-    assert not any((runs["b"] / f).exists() for f in evaluate.PLOT_FILES)
-    assert all(f"]({f})" not in (runs["b"] / "report.md").read_text() for f in evaluate.PLOT_FILES)
+    assert not any((runs["b"] / f).exists() for f in report.PLOT_FILES)
+    assert all(f"]({f})" not in (runs["b"] / "report.md").read_text() for f in report.PLOT_FILES)
     # a copy of the run with the same seed: the same pieces, so the same numbers but for the D test
     for s in ev_a["sets"]:
         assert {k: v for k, v in ev_a["table"][s].items() if k not in fresh} == {
@@ -278,8 +278,8 @@ def test_evaluate_without_d_and_plots(runs, evaluated, quick):
 def test_compare_command_reads_two_evaluated_runs(runs, evaluated, quick, tmp_path):
     code, out, err = _cli(["compare", str(runs["a"]), str(runs["b"] / "metrics.json"), "--out", str(tmp_path)])
     assert code == 0, err
-    a, b = evaluate.load_evaluation(runs["a"]), evaluate.load_evaluation(runs["b"])
-    table = evaluate.comparison_table([a, b])
+    a, b = report.load_evaluation(runs["a"]), report.load_evaluation(runs["b"])
+    table = report.comparison_table([a, b])
     assert table in out and table in (tmp_path / "compare.md").read_text()
     header = table.splitlines()[0]
     assert header.index("real: a") < header.index("real: b") < header.index("random: a")
@@ -299,7 +299,7 @@ def test_evaluate_several_runs_prints_and_writes_the_comparison(runs, evaluated,
 
     def fake_evaluate_run(run, **kwargs):
         calls.append((run, kwargs))
-        ev = evaluate.load_evaluation(runs["a"])
+        ev = report.load_evaluation(runs["a"])
         return {**ev, "name": f"run{len(calls)}"}
 
     monkeypatch.setattr(evaluate, "evaluate_run", fake_evaluate_run)
@@ -310,7 +310,7 @@ def test_evaluate_several_runs_prints_and_writes_the_comparison(runs, evaluated,
     assert calls[0][1] == dict(n=7, seed=3, d_test=False, d_epochs=20, d_splits=3, n_d_train=None, data_dir=None,
                                plots=True, progress=True)
     assert out.count("| set | n | fresh_d_acc") == 2
-    text = (tmp_path / "cmp" / evaluate.COMPARISON_FILE).read_text()
+    text = (tmp_path / "cmp" / report.COMPARISON_FILE).read_text()
     assert "real: run1 | real: run2" in text and "real: run1 | real: run2" in out
 
 
@@ -397,7 +397,7 @@ def test_compare_without_evaluation_fails_with_one_line(tmp_path, content, match
 def _fake_evaluation(name, table, sets=("real", "agent")):
     columns = list(next(iter(table.values())))
     return {"name": name, "sets": list(sets), "columns": columns, "table": table,
-            "sizes": {s: 7 for s in sets}, "labels": {s: evaluate.SET_LABELS[s] for s in sets}}
+            "sizes": {s: 7 for s in sets}, "labels": {s: report.SET_LABELS[s] for s in sets}}
 
 
 @pytest.mark.parametrize(
@@ -406,26 +406,26 @@ def _fake_evaluation(name, table, sets=("real", "agent")):
      (123.456, "123.5"), ("x", "n/a")],
 )
 def test_format_value(value, text):
-    assert evaluate.format_value(value) == text
+    assert report.format_value(value) == text
 
 
 def test_tables_show_missing_values_and_missing_sets():
     one = _fake_evaluation("one", {"real": {"acc": 0.5, "kl": None}, "agent": {"acc": 0.75, "kl": 0.25}})
     two = _fake_evaluation("two", {"real": {"acc": 0.5, "kl": 0.0}}, sets=("real",))
-    table = evaluate.format_table(one).splitlines()
+    table = report.format_table(one).splitlines()
     assert table[0] == "| set | n | acc | kl |"
     assert table[2] == "| real (held-out) | 7 | 0.500 | n/a |"
     assert table[3] == "| agent | 7 | 0.750 | 0.250 |"
-    side = evaluate.comparison_table([one, two]).splitlines()
+    side = report.comparison_table([one, two]).splitlines()
     assert side[0] == "| measure | real: one | real: two | agent: one | agent: two |"
     assert side[2] == "| n | 7 | 7 | 7 | - |"
     assert side[3] == "| acc | 0.500 | 0.500 | 0.750 | - |"
-    same_name = evaluate.comparison_table([one, one]).splitlines()[0]
+    same_name = report.comparison_table([one, one]).splitlines()[0]
     assert "real: one (1)" in same_name and "real: one (2)" in same_name
     with pytest.raises(MusicRLError, match="not an evaluation"):
-        evaluate.format_table({"table": {}})
+        report.format_table({"table": {}})
     with pytest.raises(MusicRLError, match="2 labels"):
-        evaluate.comparison_table([one], labels=["x", "y"])
+        report.comparison_table([one], labels=["x", "y"])
 
 
 # --------------------------------------------------------------------------
@@ -435,8 +435,8 @@ def test_tables_show_missing_values_and_missing_sets():
 def test_feature_hists_one_chart_per_scalar_feature(rng):
     cfg = Config(n_steps=8)
     feats = {
-        "real": evaluate.piece_features(evaluate.rand_progression_seqs(6, cfg, seed=0)),
-        "gen": evaluate.piece_features((rng.random((5, 8, 48)) < 0.1).astype(np.float32)),
+        "real": mgeval.piece_features(sets.rand_progression_seqs(6, cfg, seed=0)),
+        "gen": mgeval.piece_features((rng.random((5, 8, 48)) < 0.1).astype(np.float32)),
     }
     fig = plotting.plot_feature_hists(feats, ncols=3)
     scalar = [k for k, v in feats["real"].items() if v.ndim == 1]
@@ -458,7 +458,7 @@ def test_pitch_class_hists_draw_one_bar_per_set_and_class():
 
 
 def test_critic_comparison_trains_each_architecture_on_the_same_sets(runs):
-    ev = evaluate.load_eval_sets(runs["a"], n=N, seed=0)
+    ev = sets.load_eval_sets(runs["a"], n=N, seed=0)
     acc = evaluate.critic_comparison(ev, archs=("cnn", "seq"), sets=("random", "agent", "missing"), epochs=1,
                                      d_splits=2)
     assert list(acc) == ["cnn", "seq"]

@@ -1,4 +1,4 @@
-"""Tests of musicrl.music.metrics and of the set comparisons in musicrl.evaluation.evaluate."""
+"""Tests of musicrl.music.metrics and of the set comparisons in musicrl.evaluation (mgeval, two_sample)."""
 
 import dataclasses
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from musicrl.evaluation import evaluate
+from musicrl.evaluation import mgeval, two_sample
 
 from musicrl.music import metrics
 from musicrl.errors import MusicRLError
@@ -473,29 +473,29 @@ def test_bad_options_raise():
 
 
 # --------------------------------------------------------------------------
-# set comparison (musicrl.evaluation.evaluate)
+# set comparison (musicrl.evaluation.mgeval and two_sample)
 
 
 def test_intra_and_inter_set_distances():
     x = np.array([0.0, 1.0, 3.0, np.nan])
-    np.testing.assert_allclose(np.sort(evaluate.intra_set_distances(x)), [1.0, 2.0, 3.0])
-    np.testing.assert_allclose(np.sort(evaluate.inter_set_distances(x, [10.0])), [7.0, 9.0, 10.0])
+    np.testing.assert_allclose(np.sort(mgeval.intra_set_distances(x)), [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(np.sort(mgeval.inter_set_distances(x, [10.0])), [7.0, 9.0, 10.0])
     vec = np.array([[0.0, 0.0], [3.0, 4.0]])
-    np.testing.assert_allclose(evaluate.intra_set_distances(vec), [5.0])
-    assert evaluate.intra_set_distances(np.arange(100.0), max_pairs=50, seed=0).shape == (50,)
-    drawn = evaluate.inter_set_distances(np.arange(100.0), np.arange(100.0), max_pairs=70, seed=0)
+    np.testing.assert_allclose(mgeval.intra_set_distances(vec), [5.0])
+    assert mgeval.intra_set_distances(np.arange(100.0), max_pairs=50, seed=0).shape == (50,)
+    drawn = mgeval.inter_set_distances(np.arange(100.0), np.arange(100.0), max_pairs=70, seed=0)
     assert drawn.shape == (70,) and drawn.min() >= 0
-    assert evaluate.intra_set_distances([1.0]).size == 0
+    assert mgeval.intra_set_distances([1.0]).size == 0
     with pytest.raises(MusicRLError, match="differ in size"):
-        evaluate.inter_set_distances(vec, x)
+        mgeval.inter_set_distances(vec, x)
 
 
 def test_kde_overlap_of_identical_and_disjoint_samples(rng):
     a = rng.normal(size=300)
-    same = evaluate.kde_compare(a, a.copy())
+    same = mgeval.kde_compare(a, a.copy())
     assert same.overlap == pytest.approx(1.0, abs=1e-3)
     assert same.kl == pytest.approx(0.0, abs=1e-9)
-    apart = evaluate.kde_compare(a, a + 50.0)
+    apart = mgeval.kde_compare(a, a + 50.0)
     assert apart.overlap < 1e-3
     assert apart.kl > 5.0 and np.isfinite(apart.kl)
 
@@ -503,7 +503,7 @@ def test_kde_overlap_of_identical_and_disjoint_samples(rng):
 @pytest.mark.parametrize("n_a,n_b", [(2, 50), (40, 40), (3000, 2500)])
 def test_kde_kl_is_non_negative_and_overlap_in_unit_interval(rng, n_a, n_b):
     for shift in (0.0, 0.3, 2.0):
-        res = evaluate.kde_compare(rng.gamma(2.0, size=n_a), rng.gamma(2.0, size=n_b) + shift)
+        res = mgeval.kde_compare(rng.gamma(2.0, size=n_a), rng.gamma(2.0, size=n_b) + shift)
         assert res.kl >= 0.0
         assert 0.0 <= res.overlap <= 1.0
 
@@ -511,34 +511,34 @@ def test_kde_kl_is_non_negative_and_overlap_in_unit_interval(rng, n_a, n_b):
 def test_large_samples_match_exact_kde(rng):
     # above the work limit the KDE is binned: it must agree with scipy's point-by-point values
     a, b = rng.gamma(2.0, size=3000), rng.gamma(2.5, size=2000)
-    binned = evaluate.kde_compare(a, b)
-    exact = evaluate.kde_compare(a[:700], b[:700])
+    binned = mgeval.kde_compare(a, b)
+    exact = mgeval.kde_compare(a[:700], b[:700])
     assert binned.overlap == pytest.approx(exact.overlap, abs=0.06)
     from scipy.stats import gaussian_kde
 
     grid = np.linspace(-1.0, 15.0, 4096)
     np.testing.assert_allclose(
-        evaluate._binned_kde(a, grid, float(np.sqrt(gaussian_kde(a).covariance[0, 0]))),
+        mgeval._binned_kde(a, grid, float(np.sqrt(gaussian_kde(a).covariance[0, 0]))),
         gaussian_kde(a)(grid),
         atol=1e-4,
     )
 
 
 def test_kde_of_degenerate_samples(rng):
-    zeros = evaluate.kde_compare(np.zeros(5), np.zeros(9))
+    zeros = mgeval.kde_compare(np.zeros(5), np.zeros(9))
     assert zeros.kl == pytest.approx(0.0, abs=1e-9) and zeros.overlap == pytest.approx(1.0, abs=1e-3)
-    apart = evaluate.kde_compare(np.zeros(5), np.ones(3))
+    apart = mgeval.kde_compare(np.zeros(5), np.ones(3))
     assert apart.overlap < 1e-3
-    mixed = evaluate.kde_compare(np.zeros(4), rng.normal(size=50))
+    mixed = mgeval.kde_compare(np.zeros(4), rng.normal(size=50))
     assert np.isfinite(mixed.kl) and 0.0 < mixed.overlap < 1.0
-    single = evaluate.kde_compare([1.0], [1.0, 2.0])
+    single = mgeval.kde_compare([1.0], [1.0, 2.0])
     assert np.isfinite(single.kl) and np.isfinite(single.overlap)
-    empty = evaluate.kde_compare([], [1.0, 2.0])
+    empty = mgeval.kde_compare([], [1.0, 2.0])
     assert np.isnan(empty.kl) and np.isnan(empty.overlap)
     with pytest.raises(MusicRLError, match="1-D"):
-        evaluate.kde_compare(np.zeros((2, 2)), np.zeros(3))
+        mgeval.kde_compare(np.zeros((2, 2)), np.zeros(3))
     with pytest.raises(MusicRLError, match="n_grid"):
-        evaluate.kde_compare(np.zeros(3), np.zeros(3), n_grid=4)
+        mgeval.kde_compare(np.zeros(3), np.zeros(3), n_grid=4)
 
 
 MG_FEATURES = ["consonant_chord_rate", "in_key_rate", "polyphony", "pitch_class_histogram"]
@@ -548,8 +548,8 @@ def test_mgeval_compare_tells_alike_from_different_sets(rng):
     real = diatonic_seqs(rng, 40)
     alike = diatonic_seqs(rng, 40)
     noise = noise_seqs(rng, 40)
-    same = evaluate.mgeval_compare(alike, real, features=MG_FEATURES, seed=1)
-    diff = evaluate.mgeval_compare(noise, real, features=MG_FEATURES, seed=1)
+    same = mgeval.mgeval_compare(alike, real, features=MG_FEATURES, seed=1)
+    diff = mgeval.mgeval_compare(noise, real, features=MG_FEATURES, seed=1)
     assert set(same) == set(MG_FEATURES)
     for name in ("in_key_rate", "pitch_class_histogram"):
         assert same[name]["oa_real_inter"] > 0.8, name
@@ -560,13 +560,13 @@ def test_mgeval_compare_tells_alike_from_different_sets(rng):
     assert same["consonant_chord_rate"]["real_mean"] == 1.0
     assert "real_mean" not in same["pitch_class_histogram"]
     with pytest.raises(MusicRLError, match="unknown features"):
-        evaluate.mgeval_compare(noise, real, features=["loudness"])
+        mgeval.mgeval_compare(noise, real, features=["loudness"])
 
 
 def test_seq_feature_vectors_shape():
     seqs = seqs_from_chords([[C_MAJOR, [], CLUSTER, [C, E]]])
-    x = evaluate.seq_feature_vectors(seqs)
-    n_scalar = sum(1 for n in evaluate.PIECE_FEATURES if not n.endswith("histogram"))
+    x = two_sample.seq_feature_vectors(seqs)
+    n_scalar = sum(1 for n in mgeval.PIECE_FEATURES if not n.endswith("histogram"))
     assert x.shape == (1, 48 + 12 + 11 + n_scalar)
     np.testing.assert_allclose(x[0, 48 + 12 : 48 + 23].sum(), 1.0)
 
@@ -575,23 +575,23 @@ def test_two_sample_test_on_alike_and_different_sets(rng):
     real = diatonic_seqs(rng, 80)
     alike = diatonic_seqs(rng, 80)
     noise = noise_seqs(rng, 60)
-    same = evaluate.seq_two_sample_test(real, alike, seed=0)
+    same = two_sample.seq_two_sample_test(real, alike, seed=0)
     assert abs(same["accuracy"] - 0.5) <= 0.15
-    diff = evaluate.seq_two_sample_test(real, noise, seed=0)
+    diff = two_sample.seq_two_sample_test(real, noise, seed=0)
     assert diff["accuracy"] >= 0.95
     assert diff["n_per_class"] == 60.0
-    boost = evaluate.seq_two_sample_test(real[:30], noise[:30], model="boosting", n_splits=3, seed=0)
+    boost = two_sample.seq_two_sample_test(real[:30], noise[:30], model="boosting", n_splits=3, seed=0)
     assert boost["accuracy"] >= 0.9
 
 
 def test_two_sample_test_bad_input():
     x = np.zeros((10, 4))
     with pytest.raises(MusicRLError, match="at least 5 clips"):
-        evaluate.classifier_two_sample_test(x[:3], x)
+        two_sample.classifier_two_sample_test(x[:3], x)
     with pytest.raises(MusicRLError, match="model"):
-        evaluate.classifier_two_sample_test(x, x, model="svm")
+        two_sample.classifier_two_sample_test(x, x, model="svm")
     with pytest.raises(MusicRLError, match="same d"):
-        evaluate.classifier_two_sample_test(x, np.zeros((10, 5)))
+        two_sample.classifier_two_sample_test(x, np.zeros((10, 5)))
 
 
 @pytest.fixture
@@ -612,16 +612,16 @@ def band_mels(rng):
 def test_discriminator_two_sample_test_on_mels(band_mels):
     cfg, band_mels = band_mels
     real_mels, gen_mels = band_mels(16, 10), band_mels(16, 40)
-    res = evaluate.discriminator_two_sample_test(
+    res = two_sample.discriminator_two_sample_test(
         real_mels, gen_mels, cfg, n_splits=2, epochs=6, batch_size=4, seed=0, learning_rate=5e-3
     )
     assert res["accuracy"] >= 0.9 and res["n_per_class"] == 16.0
     with pytest.raises(MusicRLError, match="learning_rate must be > 0"):
-        evaluate.discriminator_two_sample_test(real_mels, gen_mels, cfg, learning_rate=0.0)
+        two_sample.discriminator_two_sample_test(real_mels, gen_mels, cfg, learning_rate=0.0)
     with pytest.raises(MusicRLError, match=r"beta_1 must be in \[0, 1\)"):
-        evaluate.discriminator_two_sample_test(real_mels, gen_mels, cfg, beta_1=1.0)
+        two_sample.discriminator_two_sample_test(real_mels, gen_mels, cfg, beta_1=1.0)
     with pytest.raises(MusicRLError, match="real_x must have shape"):
-        evaluate.discriminator_two_sample_test(real_mels[:, :10], gen_mels, cfg)
+        two_sample.discriminator_two_sample_test(real_mels[:, :10], gen_mels, cfg)
 
 
 def test_discriminator_train_test_scores_only_the_clips_it_never_trained_on(band_mels):
@@ -630,25 +630,25 @@ def test_discriminator_train_test_scores_only_the_clips_it_never_trained_on(band
     kwargs = dict(epochs=4, batch_size=4, seed=0, learning_rate=5e-3)
     # scored on new clips of the two training distributions: always told apart
     test_low, test_high = band_mels(10, 10), band_mels(12, 40)
-    right = evaluate.discriminator_train_test(low, high, test_low, test_high, cfg, **kwargs)
+    right = two_sample.discriminator_train_test(low, high, test_low, test_high, cfg, **kwargs)
     assert right["accuracy"] >= 0.9
     assert right["n_train_per_class"] == 20.0 and right["n_test_per_class"] == 10.0
     # the test sides swapped: every clip on the wrong side, so the score comes from the test clips alone
-    swapped = evaluate.discriminator_train_test(low, high, band_mels(10, 40), band_mels(10, 10), cfg, **kwargs)
+    swapped = two_sample.discriminator_train_test(low, high, band_mels(10, 40), band_mels(10, 10), cfg, **kwargs)
     assert swapped["accuracy"] <= 0.1
     assert swapped["accuracy"] == pytest.approx((swapped["accuracy_real"] + swapped["accuracy_gen"]) / 2)
     # the classifier learns with the given optimizer settings, not with the run's D settings
     other_cfg = dataclasses.replace(cfg, d_learning_rate=1e-6, d_beta_1=0.9)
-    same = evaluate.discriminator_train_test(low, high, test_low, test_high, other_cfg, **kwargs)
+    same = two_sample.discriminator_train_test(low, high, test_low, test_high, other_cfg, **kwargs)
     assert same == right
-    slow = evaluate.discriminator_train_test(low, high, test_low, test_high, cfg, **{**kwargs, "learning_rate": 1e-6})
+    slow = two_sample.discriminator_train_test(low, high, test_low, test_high, cfg, **{**kwargs, "learning_rate": 1e-6})
     assert slow["accuracy"] < right["accuracy"]
     with pytest.raises(MusicRLError, match="test_gen_x holds no clips"):
-        evaluate.discriminator_train_test(low, high, low, high[:0], cfg)
+        two_sample.discriminator_train_test(low, high, low, high[:0], cfg)
     with pytest.raises(MusicRLError, match="train_real_x must have shape"):
-        evaluate.discriminator_train_test(low[:, :10], high, low, high, cfg)
+        two_sample.discriminator_train_test(low[:, :10], high, low, high, cfg)
     with pytest.raises(MusicRLError, match="epochs"):
-        evaluate.discriminator_train_test(low, high, low, high, cfg, epochs=0)
+        two_sample.discriminator_train_test(low, high, low, high, cfg, epochs=0)
 
 
 # --------------------------------------------------------------------------

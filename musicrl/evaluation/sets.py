@@ -1,0 +1,307 @@
+"""The sets an evaluation of a run compares: real held-out music, random progressions, the policies.
+
+:func:`load_eval_sets` reads a run folder (its settings, checkpoints and
+real data) and draws every set: held-out real clips split in two halves of
+whole pieces (the reference every set is compared with, and the real row),
+random progressions (:func:`rand_progression_seqs`), the policy after
+pretraining alone and the trained agent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..config import load_config
+from ..errors import MusicRLError
+from ..learning.train import load_policy
+from ..music.data import load_folder, resolve_data_dir, seqs_to_windows
+from ..music.midi import rand_midis
+from ..music.vectorize import midis_to_seqs
+from ..seeding import as_rng
+from ..store.checkpoint import latest_checkpoint, load_checkpoint
+from ..store.runs import CONFIG_FILE, is_run_dir, run_paths
+from .checks import check_int, read_json
+
+__all__ = ["EvalSets", "load_eval_sets", "rand_progression_seqs"]
+
+def rand_progression_seqs(n: int, cfg: Any, *, seed: Any = 0) -> np.ndarray:
+    """The random baseline on a config's grid: ``n`` random progressions as seqs (``rand_seqs``).
+
+    Each piece is :func:`musicrl.music.midi.rand_progression` (a triad or seventh
+    chord in a random inversion per step, no harmony) of ``cfg.n_steps``
+    chords of ``cfg.step_beats`` beats, with notes between MIDI 48 and 76
+    (clipped to the grid's columns), quantized by
+    :func:`musicrl.music.vectorize.midis_to_seqs` as real music is.
+
+    Parameters
+    ----------
+    n : int
+        Number of pieces.
+    cfg : Config
+        The grid (``n_steps``, ``step_beats``, ``lowest_pitch``, ``n_pitches``, ``quantize``).
+    seed : int or np.random.Generator
+
+    Returns
+    -------
+    rand_seqs : np.ndarray, shape=(n, cfg.n_steps, cfg.n_pitches), dtype=float32
+    """
+    n = check_int(n, "n", 1)
+    top = cfg.lowest_pitch + cfg.n_pitches - 1
+    lo, hi = max(48, cfg.lowest_pitch), min(76, top)
+    if hi - lo < 12:
+        # chords need an octave; notes above the grid are folded into it by octaves
+        lo, hi = cfg.lowest_pitch, min(127, cfg.lowest_pitch + max(12, cfg.n_pitches - 1))
+    rand_midis_ = rand_midis(
+        n, as_rng(seed), kind="progression", n_chords=cfg.n_steps, chord_beats=cfg.step_beats,
+        bpm=cfg.bpm, pitch_range=(lo, hi), program=cfg.program, velocity=cfg.velocity,
+    )
+    return midis_to_seqs(rand_midis_, n_steps=cfg.n_steps, n_pitches=cfg.n_pitches, **cfg.grid_kwargs())
+
+
+class EvalSets(NamedTuple):
+    """The pieces an evaluation of a run compares (see :func:`load_eval_sets`)."""
+
+    cfg: Any
+    """The run's settings."""
+    sets: dict[str, np.ndarray]
+    """Set name (of :data:`musicrl.evaluation.report.EVAL_SETS`) -> seqs; 'pretrained' only when the run has that checkpoint."""
+    reference: np.ndarray
+    """The real clips every set is compared with."""
+    groups: dict[str, np.ndarray]
+    """For 'real' and 'reference': the index of the piece each window was cut from."""
+    train_seqs: list[np.ndarray]
+    """The run's training pieces (full length), for the copy rate."""
+    d_train: dict[str, np.ndarray]
+    """What the trained-on-training-pieces discriminator test learns from: 'real', windows of the training
+    pieces; 'random', 'pretrained', 'agent', other draws of the same source (empty when ``n_d_train`` is 0)."""
+    info: dict[str, Any]
+    """Where everything came from: checkpoints, data, sizes, and ``notes``."""
+
+
+def _check_run_dir(run_dir: Any) -> Path:
+    path = Path(run_dir).expanduser()
+    if not path.exists():
+        raise MusicRLError(f"run folder {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise MusicRLError(f"{str(path)!r} is not a folder: give a run folder such as runs/<name>")
+    if not is_run_dir(path):
+        raise MusicRLError(f"{str(path)!r} is not a run folder (no {CONFIG_FILE}): give a folder such as runs/<name>")
+    return path
+
+
+def _windows(real_data: Any, seqs: list) -> np.ndarray:
+    """The clips the run trained on, cut from ``seqs`` (pieces of ``real_data``) as training cuts them."""
+    return seqs_to_windows(seqs, n_steps=real_data.n_steps, hop=real_data.window_hop, n_pitches=real_data.n_pitches)
+
+
+def _split_real(real_data: Any, n: int, rng: np.random.Generator) -> tuple:
+    """Held-out pieces split in two halves of about equal windows; at most ``n`` windows of each.
+
+    Returns the two halves' windows, their piece indices, an info dict and notes.
+    """
+    notes = []
+    pieces, names, split = real_data.heldout_seqs, real_data.heldout_names, "heldout"
+    if not pieces:
+        pieces, names, split = real_data.train_seqs, real_data.train_names, "train"
+        notes.append("the data set has no held-out pieces (holdout_fraction is 0 or the set is tiny): the real "
+                     "clips are training pieces, so the real row's copy rate is 1 and the agent may have seen them")
+
+    per_piece = [_windows(real_data, [p]) for p in pieces]
+    if len(pieces) >= 2:
+        halves: tuple[list, list] = ([], [])
+        counts = [0, 0]
+        for i in rng.permutation(len(pieces)):
+            side = int(counts[1] < counts[0])
+            halves[side].append(i)
+            counts[side] += len(per_piece[i])
+        real_a, ref = (np.concatenate([per_piece[i] for i in half]) for half in halves)
+        group_a, group_ref = (np.concatenate([np.full(len(per_piece[i]), i) for i in half]) for half in halves)
+        half_names = ([names[i] for i in sorted(halves[0])], [names[i] for i in sorted(halves[1])])
+    else:
+        both = per_piece[0][rng.permutation(len(per_piece[0]))]
+        real_a, ref = both[: len(both) // 2], both[len(both) // 2 :]
+        # one piece: each window counts as its own group
+        group_a, group_ref = np.arange(len(real_a)), len(real_a) + np.arange(len(ref))
+        half_names = (list(names), list(names))
+        notes.append("a single real piece: its windows are split in two, so the real row is optimistic")
+    if len(real_a) == 0 or len(ref) == 0:
+        raise MusicRLError(
+            f"the run's data has {len(real_a) + len(ref)} real window(s) of {real_data.n_steps} steps outside "
+            "training: at least 2 are needed to evaluate"
+        )
+    keep_a = rng.permutation(len(real_a))[:n]
+    keep_ref = rng.permutation(len(ref))[:n]
+    real_a, group_a, ref, group_ref = real_a[keep_a], group_a[keep_a], ref[keep_ref], group_ref[keep_ref]
+    info = {"split": split, "real_pieces": len(half_names[0]), "real_windows": len(real_a),
+            "reference_pieces": len(half_names[1]), "reference_windows": len(ref),
+            "real_names": half_names[0], "reference_names": half_names[1]}
+    return real_a, ref, {"real": group_a, "reference": group_ref}, info, notes
+
+
+def _policy_of(policy: Any, run_dir: Path, loaded: Path, wanted: Path) -> Any:
+    """The policy of checkpoint ``wanted``: ``policy`` (of checkpoint ``loaded``) with its weights
+    restored when both share one chord vocabulary, which keeps its compiled sampling graph."""
+    try:
+        vocabs = [load_checkpoint(path)[0].get("vocab") for path in (loaded, wanted)]
+        if (vocabs[0] is None) == (vocabs[1] is None) and (vocabs[0] is None or np.array_equal(*vocabs)):
+            load_checkpoint(wanted, objects={"policy": policy})
+            return policy
+    except MusicRLError:
+        pass
+    return load_policy(run_dir, wanted.name)
+
+
+def load_eval_sets(
+    run_dir: Any,
+    *,
+    n: int = 256,
+    seed: int = 0,
+    n_d_train: int | None = None,
+    data_dir: Any = None,
+    progress: bool = False,
+) -> EvalSets:
+    """The pieces an evaluation of a run compares.
+
+    * the run's real data (the folder recorded in its ``run.json``, else its
+      ``data_dir``) is loaded with the run's settings, and its held-out
+      pieces are split in two halves of whole pieces: ``reference``, which
+      every set is compared with, and the ``'real'`` set, which shows the
+      scores of music from the same source (a perfect generator's scores);
+      at most ``n`` windows of each;
+    * ``'random'``: ``n`` :func:`rand_progression_seqs`;
+    * ``'pretrained'``: ``n`` pieces of the policy after pretraining alone
+      (checkpoint ``pretrained``; left out when the run has none);
+    * ``'agent'``: ``n`` pieces of the latest checkpoint's policy.
+
+    The two policies sample at the run's ``sample_temperature`` from the same
+    random numbers, so their difference is the training, not the draws.
+
+    For the discriminator test that trains on other clips than it scores
+    (:func:`discriminator_train_test`), ``d_train`` holds ``n_d_train``
+    windows of the training pieces (all of them when there are fewer) and as
+    many further draws of each generated set's source.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        A run folder (``runs/<name>``) with at least one checkpoint.
+    n : int
+        Pieces per generated set, and real windows per half at most.
+    seed : int
+        Seed of every draw.
+    n_d_train : int, optional
+        Clips of each kind to train that test on (default ``4 * n``; 0: none).
+    data_dir : str or path-like, optional
+        The real data's folder, instead of the one the run recorded: for a
+        run moved to another machine or checkout. A note says so when its
+        training or held-out pieces are not those the run was split with.
+    progress : bool
+        Show a progress bar while reading MIDI files.
+
+    Returns
+    -------
+    eval_sets : EvalSets
+
+    Raises
+    ------
+    MusicRLError
+        For a missing folder, a folder that is not a run, a run without a
+        checkpoint, or a data folder that cannot be loaded.
+    """
+    n = check_int(n, "n", 2)
+    seed = check_int(seed, "seed", 0)
+    n_d_train = 4 * n if n_d_train is None else check_int(n_d_train, "n_d_train", 0)
+    run_dir = _check_run_dir(run_dir)
+    paths = run_paths(run_dir)
+    cfg = load_config(paths.config)
+    latest = latest_checkpoint(paths.checkpoints)
+    if latest is None:
+        raise MusicRLError(
+            f"run {str(run_dir)!r} has no checkpoint to evaluate: train it first (python -m musicrl train)"
+        )
+    pretrained = paths.checkpoints / "pretrained"
+    has_pretrained = (pretrained / "state.json").is_file()
+    latest_state = read_json(latest / "state.json")
+    pretrain_steps = int(latest_state.get("pretrain_steps_done", 0))
+
+    run_info = read_json(paths.run) if paths.run.is_file() else {}
+    real_data, root, notes = _load_real_data(run_info, cfg, data_dir, progress)
+
+    real_a, reference, groups, split_info, split_notes = _split_real(real_data, n, np.random.default_rng([seed, 0]))
+    notes += split_notes
+    sets = {"real": real_a, "random": rand_progression_seqs(n, cfg, seed=np.random.default_rng([seed, 1]))}
+
+    d_train: dict[str, np.ndarray] = {}
+    if n_d_train:
+        windows = _windows(real_data, real_data.train_seqs)
+        keep = np.random.default_rng([seed, 3]).permutation(len(windows))[:n_d_train]
+        d_train["real"] = windows[np.sort(keep)]
+        d_train["random"] = rand_progression_seqs(n_d_train, cfg, seed=np.random.default_rng([seed, 4]))
+    agent = load_policy(run_dir, latest.name)
+    drawn = {"agent": _draw(agent, cfg, n, n_d_train, seed)}
+    if has_pretrained:
+        # only after the agent's draws: the pretrained weights may be restored into the same policy object
+        drawn = {"pretrained": _draw(_policy_of(agent, run_dir, latest, pretrained), cfg, n, n_d_train, seed),
+                 **drawn}
+    for name, (seqs, more) in drawn.items():
+        sets[name] = seqs
+        if n_d_train:
+            d_train[name] = more
+    if latest.name == "pretrained":
+        notes.append("the latest checkpoint is the pretrained one: the agent row is the policy before any "
+                     "adversarial update")
+    if not has_pretrained:
+        notes.append("the run has no 'pretrained' checkpoint: no pretrained-only row")
+    info = {
+        "run": str(run_dir.resolve()),
+        "name": run_dir.resolve().name,
+        "checkpoint": latest.name,
+        "iteration": int(latest_state.get("iteration", 0)),
+        "pretrained_checkpoint": pretrained.name if has_pretrained else None,
+        "pretrain_steps": pretrain_steps,
+        "n": n,
+        "seed": seed,
+        "sample_temperature": cfg.sample_temperature,
+        "data": {"root": str(root), **split_info},
+        "sizes": {k: int(len(v)) for k, v in sets.items()},
+        "d_train_sizes": {k: int(len(v)) for k, v in d_train.items()},
+        "notes": notes,
+    }
+    return EvalSets(cfg=cfg, sets=sets, reference=reference, groups=groups, train_seqs=list(real_data.train_seqs),
+                    d_train=d_train, info=info)
+
+
+def _load_real_data(run_info: dict[str, Any], cfg: Any, data_dir: Any, progress: bool) -> tuple:
+    """The run's real data (from ``data_dir``, else the folder the run recorded), its folder, and notes
+    on pieces that differ from those the run was split with."""
+    data_info = run_info.get("data") or {}
+    if data_dir is not None:
+        root = str(data_dir)
+    else:
+        root = data_info.get("root") or run_info.get("data_dir") or str(resolve_data_dir(cfg))
+    try:
+        real_data = load_folder(root, cfg, progress=progress)
+    except MusicRLError as e:
+        hint = "" if data_dir is not None else " (a run moved from another checkout: give the folder, evaluate --data DIR)"
+        raise MusicRLError(f"cannot load the run's data folder {root!r}{hint}: {e}") from None
+    notes = []
+    for part in ("train", "heldout"):
+        then, now = data_info.get(f"{part}_names"), getattr(real_data, f"{part}_names")
+        if then is not None and list(then) != list(now):
+            what = "training" if part == "train" else "held-out"
+            notes.append(f"the {what} pieces of {root} differ from those the run was split with "
+                         f"({len(now)} now, {len(then)} then)")
+    return real_data, root, notes
+
+
+def _draw(policy: Any, cfg: Any, n: int, n_d_train: int, seed: int) -> tuple:
+    """``n`` pieces of a policy at the run's sampling temperature, and ``n_d_train`` further ones (None
+    for 0); every policy draws from the same random numbers, so policies differ by training, not by draws."""
+    def sample(k: int, stream: int) -> np.ndarray:
+        draws = np.random.default_rng([seed, stream])
+        return policy.sample(k, draws, n_steps=cfg.n_steps, temperature=cfg.sample_temperature).seqs
+
+    return sample(n, 2), (sample(n_d_train, 5) if n_d_train else None)
