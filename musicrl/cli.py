@@ -243,8 +243,11 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--run", required=True, action="append", metavar="DIR",
                    help="a run folder (runs/<name>); repeat to evaluate and compare several runs")
-    p.add_argument("--n", type=int, default=256, help="pieces per set (default 256)")
+    p.add_argument("--n", type=int, default=256,
+                   help="pieces per generated set (default 256; the real sets hold every held-out window)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws and tests (default 0)")
+    p.add_argument("--resamples", type=int, default=1000, metavar="B",
+                   help="bootstrap resamples of each set measure's 95%% interval (default 1000)")
     p.add_argument("--d-epochs", type=int, default=20, metavar="E",
                    help="epochs of each fresh discriminator per fold (default 20)")
     p.add_argument("--d-splits", type=int, default=3, metavar="K",
@@ -269,7 +272,8 @@ def _run_evaluate(args: argparse.Namespace, cfg: Config) -> int:
     for run in args.run:
         evaluation = evaluate.evaluate_run(
             run, n=args.n, seed=args.seed, d_test=not args.no_d, d_epochs=args.d_epochs, d_splits=args.d_splits,
-            n_d_train=args.d_train_n, data_dir=args.data, plots=not args.no_plots, progress=not args.no_progress,
+            n_d_train=args.d_train_n, data_dir=args.data, n_resamples=args.resamples, plots=not args.no_plots,
+            progress=not args.no_progress,
         )
         evaluations.append(evaluation)
         print(f"## {evaluation['name']} (checkpoint {evaluation['checkpoint']})\n")

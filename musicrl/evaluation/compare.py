@@ -18,10 +18,21 @@ from ..music import metrics
 from ..music.vectorize import check_seqs
 from ..seeding import as_rng
 from .checks import check_int
+from .intervals import bootstrap_interval, wilson_interval
 from .mgeval import mgeval_compare, nanmean
 from .two_sample import discriminator_train_test, discriminator_two_sample_test, seq_two_sample_test, set_d_inputs
 
-__all__ = ["COPY_RUN_LENGTH", "D_BATCH_SIZE", "HEADLINE_COLUMNS", "SEQ_SPLITS", "compare_to_real"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "COPY_RUN_LENGTH",
+    "D_BATCH_SIZE",
+    "HEADLINE_COLUMNS",
+    "INTERVAL_LEVEL",
+    "SEQ_SPLITS",
+    "compare_to_real",
+    "row_intervals",
+    "set_measure_intervals",
+]
 
 HEADLINE_COLUMNS: tuple[str, ...] = (
     "fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc", "mgeval_kl", "mgeval_oa", "copy_rate",
@@ -34,6 +45,10 @@ SEQ_SPLITS = 5
 """Folds of the feature-classifier test (fewer for tiny sets)."""
 D_BATCH_SIZE = 32
 """Batch size of the fresh discriminators."""
+BOOTSTRAP_RESAMPLES = 1000
+"""Resamples of the pieces of a set behind each set measure's interval."""
+INTERVAL_LEVEL = 0.95
+"""Coverage of every interval of the table."""
 
 
 def compare_to_real(
@@ -53,9 +68,10 @@ def compare_to_real(
     d_cache: dict | None = None,
     real_groups: Any = None,
     gen_groups: Any = None,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: Any = 0,
 ) -> dict[str, Any]:
-    """Every comparison of one set with real clips: one row of the evaluation table.
+    """Every comparison of one set with real clips: one row of the evaluation table, with its intervals.
 
     * every scalar of :func:`musicrl.music.metrics.summarize` of ``gen_seqs``
       (``pitch_class_overlap`` against ``real_seqs``);
@@ -76,6 +92,12 @@ def compare_to_real(
     A measure that cannot be taken (no training pieces, fewer than two clips
     or groups per class for a test, ``d_test=False``, no ``train_gen_x``) is
     NaN, with a line in ``notes``.
+
+    Each column gets a 95 % interval (:func:`row_intervals`): Wilson's for
+    the accuracies and the copy rate, a bootstrap over the set's pieces
+    (:func:`set_measure_intervals`, ``n_resamples`` draws) for the set
+    measures. Its draws come after every other, so the row does not depend
+    on ``n_resamples``.
 
     Parameters
     ----------
@@ -103,13 +125,16 @@ def compare_to_real(
         The piece each clip was cut from, for the two tests' folds (overlapping
         windows of one piece must not be split between training and test
         folds, or a classifier scores by recognising the piece).
+    n_resamples : int
+        Bootstrap draws of the set measures' intervals.
     seed : int or np.random.Generator
 
     Returns
     -------
     result : dict
         ``row`` (dict of column -> float: :data:`HEADLINE_COLUMNS`, then the
-        summary), ``mgeval`` (per feature, see :func:`mgeval_compare`),
+        summary), ``intervals`` (column -> (low, high), NaN where there is
+        none), ``mgeval`` (per feature, see :func:`mgeval_compare`),
         ``seq_test``, ``d_test`` and ``d_full_test`` (the tests' results, empty when not run),
         ``copy_run_length`` and ``notes`` (list of str).
     """
@@ -159,7 +184,7 @@ def compare_to_real(
         "copy_rate": copy,
         **summary,
     }
-    return {
+    result = {
         "row": {k: float(v) for k, v in row.items()},
         "mgeval": mg,
         "seq_test": seq_res,
@@ -168,6 +193,9 @@ def compare_to_real(
         "copy_run_length": run_length,
         "notes": notes,
     }
+    set_iv = set_measure_intervals(gen, real, lowest_pitch=lp, n_resamples=n_resamples,
+                                   rng=np.random.default_rng(int(rng.integers(2**31 - 1))))
+    return {**result, "intervals": row_intervals(result, len(gen), set_iv)}
 
 
 def _check_sets(gen_seqs: Any, real_seqs: Any, cfg: Any, *, check_d: bool, gen_x: Any, real_x: Any) -> tuple:
@@ -217,3 +245,130 @@ def _feature_classifier(real: np.ndarray, gen: np.ndarray, lowest_pitch: int, n_
         return {}
     return _noted(notes, "feature-classifier test not run", lambda: seq_two_sample_test(
         real, gen, lowest_pitch=lowest_pitch, n_splits=min(SEQ_SPLITS, n_small), seed=seed, **groups))
+
+
+def _onsets(on: np.ndarray) -> np.ndarray:
+    onset = on.copy()
+    onset[:, 1:] &= ~on[:, :-1]
+    return onset.sum(axis=(1, 2))
+
+
+def _chord_changes(on: np.ndarray) -> np.ndarray:
+    """Successive chords (rests skipped) per piece."""
+    return np.maximum(on.any(axis=-1).sum(axis=1) - 1, 0)
+
+
+# summarize's averages over pieces
+_PIECE_MEANS = {
+    "n_pitches_used": lambda on, lp: metrics.n_pitches_used(on).astype(np.float64),
+    "pitch_range": lambda on, lp: metrics.pitch_range(on),
+    "used_pitch_classes": lambda on, lp: metrics.used_pitch_classes(on, lowest_pitch=lp),
+    "key_correlation": lambda on, lp: metrics.estimate_key(on, lowest_pitch=lp)[2],
+    "distinct_chord_ratio": lambda on, lp: metrics.distinct_chord_ratio(on),
+}
+# summarize's pooled rates, each a ratio of sums over pieces: (the piece's rate, what it is a rate of)
+_RATIOS = {
+    "empty_step_rate": (lambda on, lp: metrics.empty_step_rate(on), lambda on: np.full(len(on), on.shape[1])),
+    "polyphony": (lambda on, lp: metrics.polyphony(on), lambda on: on.any(axis=-1).sum(axis=1)),
+    "qualified_note_rate": (lambda on, lp: metrics.qualified_note_rate(on), _onsets),
+    "in_key_rate": (lambda on, lp: metrics.in_key_rate(on, lowest_pitch=lp), lambda on: on.sum(axis=(1, 2))),
+    "consonant_chord_rate": (lambda on, lp: metrics.consonant_chord_rate(on, lowest_pitch=lp),
+                             lambda on: on.any(axis=-1).sum(axis=1)),
+    "voice_leading": (lambda on, lp: metrics.voice_leading_distance(on), _chord_changes),
+    "tonal_distance": (lambda on, lp: metrics.tonal_distance(on, lowest_pitch=lp), _chord_changes),
+    "repetition_rate": (lambda on, lp: metrics.repetition_rate(on), lambda on: np.full(len(on), on.shape[1] - 1)),
+}
+
+
+def set_measure_intervals(
+    gen_seqs: np.ndarray,
+    real_seqs: np.ndarray | None,
+    *,
+    lowest_pitch: int,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    rng: np.random.Generator,
+    level: float = INTERVAL_LEVEL,
+) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals over pieces of the measures of :func:`musicrl.music.metrics.summarize`.
+
+    The pieces of ``gen_seqs`` are drawn again with replacement
+    ``n_resamples`` times (the same draws for every measure) and each measure
+    recomputed as summarize defines it: averages over the drawn pieces'
+    values, pooled rates as the ratio of the drawn pieces' sums, the
+    pooled pitch histograms (``top3_pitch_share``, ``pitch_class_overlap``)
+    from the drawn pieces. The reference (``real_seqs``) is held fixed.
+    The counts of distinct chords of the whole set
+    (``distinct_chord_ratio_set``, ``distinct_chords_common``) get no
+    interval: a resample repeats pieces, so it always holds fewer distinct
+    chords than the set.
+
+    Parameters
+    ----------
+    gen_seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+    real_seqs : np.ndarray, optional
+        The reference; without it no ``pitch_class_overlap``.
+    lowest_pitch : int
+    n_resamples : int
+    rng : np.random.Generator
+    level : float
+
+    Returns
+    -------
+    intervals : dict of str to (float, float)
+        Measure -> (low, high), NaN where a measure is undefined in every resample.
+    """
+    on = check_seqs(gen_seqs, name="gen_seqs") > 0
+    lp = lowest_pitch
+    means = {name: np.asarray(f(on, lp), dtype=np.float64) for name, f in _PIECE_MEANS.items()}
+    ratios = {}
+    for name, (rate, of) in _RATIOS.items():
+        den = np.asarray(of(on), dtype=np.float64)
+        ratios[name] = (np.nan_to_num(np.asarray(rate(on, lp), dtype=np.float64) * den), den)
+    # the pooled histograms of a resample are sums of its pieces' counts
+    counts = on.sum(axis=1).astype(np.float64)
+    pc_counts = counts @ (((lp + np.arange(on.shape[-1]))[:, None] % 12) == np.arange(12)).astype(np.float64)
+
+    def top3(c: np.ndarray) -> float:
+        total = c.sum()
+        return float(np.sort(c)[-3:].sum() / total) if total > 0 else np.nan
+
+    pooled = {"top3_pitch_share": lambda idx: top3(counts[idx].sum(axis=0))}
+    if real_seqs is not None:
+        ref = metrics.pitch_class_histogram(real_seqs, lowest_pitch=lp, pooled=True)
+        pooled["pitch_class_overlap"] = lambda idx: metrics.histogram_overlap(pc_counts[idx].sum(axis=0), ref)
+
+    def measures(idx: np.ndarray) -> np.ndarray:
+        sums = [(num[idx].sum(), den[idx].sum()) for num, den in ratios.values()]
+        return np.array(
+            [nanmean(v[idx]) for v in means.values()]
+            + [num / den if den > 0 else np.nan for num, den in sums]
+            + [f(idx) for f in pooled.values()],
+            dtype=np.float64,
+        )
+
+    names = list(means) + list(ratios) + list(pooled)
+    low, high = bootstrap_interval(np.arange(len(on)), measures, n_resamples=n_resamples, rng=rng, level=level)
+    return {name: (float(lo), float(hi)) for name, lo, hi in zip(names, np.atleast_1d(low), np.atleast_1d(high))}
+
+
+def row_intervals(result: dict[str, Any], n_gen: int, set_intervals: dict[str, tuple[float, float]]) -> dict:
+    """Every column of a :func:`compare_to_real` row with its interval: Wilson for the accuracies (over
+    the clips each test scored) and the copy rate (over the set's pieces), the bootstrap's for the set
+    measures, (nan, nan) for MGEval's (a KDE comparison per resample would cost minutes)."""
+    row = result["row"]
+    scored = {
+        "seq_clf_acc": 2 * result["seq_test"].get("n_per_class", 0.0),
+        "fresh_d_acc": 2 * result["d_test"].get("n_per_class", 0.0),
+        "fresh_d_full_acc": 2 * result["d_full_test"].get("n_test_per_class", 0.0),
+        "copy_rate": float(n_gen),
+    }
+    out = {}
+    for column, value in row.items():
+        if column in scored:
+            n = int(scored[column])
+            # a mean over folds of unequal size is not exactly k / n: the nearest count in range
+            k = min(max(value * n, 0.0), n) if np.isfinite(value) else np.nan
+            out[column] = wilson_interval(k, n) if n and np.isfinite(k) else (np.nan, np.nan)
+        else:
+            out[column] = set_intervals.get(column, (np.nan, np.nan))
+    return {c: (float(lo), float(hi)) for c, (lo, hi) in out.items()}

@@ -31,7 +31,7 @@ from ..errors import MusicRLError
 from ..learning.discriminator import d_input_kind
 from ..music import metrics
 from .checks import check_int
-from .compare import D_BATCH_SIZE, SEQ_SPLITS, compare_to_real
+from .compare import BOOTSTRAP_RESAMPLES, D_BATCH_SIZE, INTERVAL_LEVEL, SEQ_SPLITS, compare_to_real
 from .mgeval import PIECE_FEATURES, piece_features
 from .report import EVAL_SETS, SET_LABELS, check_evaluation, write_report_files
 from .sets import EvalSets, load_eval_sets
@@ -52,6 +52,7 @@ def evaluate_run(
     d_splits: int = 3,
     n_d_train: int | None = None,
     data_dir: Any = None,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
     plots: bool = True,
     write: bool = True,
     progress: bool = True,
@@ -68,7 +69,8 @@ def evaluate_run(
     The cost with the default settings and ``n=256`` on 2 CPU cores: about
     3 minutes (4 to 6 on a busy machine): sampling and compiling the two
     policies, the mels of about 5000 clips, and for each set the measures (a
-    few seconds) and the two fresh discriminators: ``d_splits`` folds of
+    few seconds), their intervals' bootstrap (about 5 seconds at 1000
+    resamples) and the two fresh discriminators: ``d_splits`` folds of
     ``d_epochs`` epochs on about ``2 * n * (d_splits - 1) / d_splits`` clips
     (10 to 20 seconds), and ``d_epochs`` epochs on ``2 * n_d_train`` clips
     (about 30 seconds); one compiled model serves them all. At 5 epochs the
@@ -82,7 +84,7 @@ def evaluate_run(
     run_dir : str or path-like
         A run folder with at least one checkpoint.
     n : int
-        Pieces per set (real windows per half at most).
+        Pieces per generated set (the real sets hold every held-out window).
     seed : int
         Seed of every draw and test.
     d_test : bool
@@ -95,6 +97,10 @@ def evaluate_run(
     data_dir : str or path-like, optional
         The real data's folder instead of the one the run recorded
         (see :func:`load_eval_sets`).
+    n_resamples : int
+        Bootstrap draws of each set measure's 95 % interval (see
+        :func:`musicrl.evaluation.compare.compare_to_real`; a few seconds per
+        set for 1000).
     plots : bool
         Write the PNG plots.
     write : bool
@@ -110,11 +116,13 @@ def evaluate_run(
         (names in table order), ``labels``, ``columns``, ``table`` (set ->
         column -> float, NaN where not measured), ``mgeval`` (set -> feature
         -> measures), ``tests`` (set -> the two tests' details),
+        ``intervals`` (set -> column -> [low, high], the 95 % intervals),
         ``settings``, ``seconds`` and ``notes``.
     """
     t0 = time.perf_counter()
     d_epochs = check_int(d_epochs, "d_epochs", 1)
     d_splits = check_int(d_splits, "d_splits", 2)
+    n_resamples = check_int(n_resamples, "n_resamples", 2)
     # each fresh D retraces Keras' predict function, which TensorFlow warns about at length
     tf_logger = logging.getLogger("tensorflow")
     tf_level = tf_logger.level
@@ -130,9 +138,10 @@ def evaluate_run(
         bar.update(1)
         names = [s for s in EVAL_SETS if s in ev.sets]
         bar.total = 2 + 2 * len(names) + bool(write)
-        results = _compare_sets(ev, names, d_test=d_test, d_epochs=d_epochs, d_splits=d_splits, bar=bar,
-                                seconds=seconds)
-        settings = {"d_test": bool(d_test), "d_epochs": d_epochs, "d_splits": d_splits}
+        results = _compare_sets(ev, names, d_test=d_test, d_epochs=d_epochs, d_splits=d_splits,
+                                n_resamples=n_resamples, bar=bar, seconds=seconds)
+        settings = {"d_test": bool(d_test), "d_epochs": d_epochs, "d_splits": d_splits,
+                    "bootstrap_resamples": n_resamples, "interval_level": INTERVAL_LEVEL}
         evaluation = _evaluation(ev, names, results, settings)
         seconds["total"] = time.perf_counter() - t0
         evaluation["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
@@ -146,8 +155,8 @@ def evaluate_run(
     return evaluation
 
 
-def _compare_sets(ev: EvalSets, names: list[str], *, d_test: bool, d_epochs: int, d_splits: int, bar: Any,
-                  seconds: dict[str, float]) -> dict[str, dict[str, Any]]:
+def _compare_sets(ev: EvalSets, names: list[str], *, d_test: bool, d_epochs: int, d_splits: int,
+                  n_resamples: int, bar: Any, seconds: dict[str, float]) -> dict[str, dict[str, Any]]:
     """:func:`compare_to_real` of each set against the reference, with the same seed (the same folds and
     pair draws for every set); the D inputs of the reference are computed once."""
     cfg = ev.cfg
@@ -169,7 +178,7 @@ def _compare_sets(ev: EvalSets, names: list[str], *, d_test: bool, d_epochs: int
             ev.sets[name], ev.reference, cfg, train_seqs=ev.train_seqs, d_test=d_test, d_epochs=d_epochs,
             d_splits=d_splits, gen_x=gen_x, real_x=ref_x, train_real_x=train_real_x, train_gen_x=train_gen_x,
             d_cache=d_cache, real_groups=ev.groups["reference"], gen_groups=ev.groups.get(name),
-            seed=np.random.default_rng([ev.info["seed"], 10]),
+            n_resamples=n_resamples, seed=np.random.default_rng([ev.info["seed"], 10]),
         )
         seconds[f"compare_{name}"] = time.perf_counter() - t
         bar.update(1)
@@ -191,6 +200,7 @@ def _evaluation(ev: EvalSets, names: list[str], results: dict[str, dict[str, Any
         "labels": {s: _set_label(s, ev.info) for s in names},
         "columns": list(results[names[0]]["row"]),
         "table": {s: results[s]["row"] for s in names},
+        "intervals": {s: results[s]["intervals"] for s in names},
         "mgeval": {s: results[s]["mgeval"] for s in names},
         "tests": {s: {"seq": results[s]["seq_test"], "fresh_d": results[s]["d_test"],
                       "fresh_d_full": results[s]["d_full_test"]} for s in names},

@@ -56,7 +56,10 @@ def wilson_interval(k: float, n: int, *, z: float = Z_95) -> tuple[float, float]
     z2 = float(z) ** 2
     center = (p + z2 / (2 * n)) / (1 + z2 / n)
     spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, center - spread), min(1.0, center + spread)
+    # exact ends at k = 0 and k = n, where rounding would leave a bound a hair inside
+    low = 0.0 if k == 0 else max(0.0, center - spread)
+    high = 1.0 if k == n else min(1.0, center + spread)
+    return low, high
 
 
 def bootstrap_interval(

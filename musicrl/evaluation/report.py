@@ -27,6 +27,7 @@ __all__ = [
     "REPORT_FILE",
     "SET_LABELS",
     "check_evaluation",
+    "format_cell",
     "comparison_report",
     "comparison_table",
     "format_table",
@@ -107,6 +108,15 @@ def format_value(value: Any) -> str:
     return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
 
 
+def format_cell(evaluation: dict[str, Any], set_name: str, column: str) -> str:
+    """A set's value of a column, with its interval as ``value [low, high]`` when the evaluation has one."""
+    cell = format_value(evaluation["table"].get(set_name, {}).get(column))
+    low, high = (_number(v) for v in (evaluation.get("intervals", {}).get(set_name, {}).get(column) or (None, None)))
+    if cell == "n/a" or not (np.isfinite(low) and np.isfinite(high)):
+        return cell
+    return f"{cell} [{format_value(low)}, {format_value(high)}]"
+
+
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -126,7 +136,8 @@ def check_evaluation(evaluation: Any, where: str) -> dict[str, Any]:
 
 
 def format_table(evaluation: dict[str, Any], *, columns: Sequence[str] | None = None) -> str:
-    """The evaluation table in markdown: one row per set, one column per measure.
+    """The evaluation table in markdown: one row per set, one column per measure, each value with its
+    95 % interval in brackets where the evaluation has one (:func:`format_cell`).
 
     Parameters
     ----------
@@ -145,8 +156,7 @@ def format_table(evaluation: dict[str, Any], *, columns: Sequence[str] | None = 
     labels = evaluation.get("labels", {})
     rows = []
     for s in evaluation["sets"]:
-        row = evaluation["table"].get(s, {})
-        rows.append([labels.get(s, s), format_value(sizes.get(s))] + [format_value(row.get(c)) for c in columns])
+        rows.append([labels.get(s, s), format_value(sizes.get(s))] + [format_cell(evaluation, s, c) for c in columns])
     return _markdown(["set", "n"] + columns, rows)
 
 
@@ -227,6 +237,12 @@ def report_markdown(evaluation: dict[str, Any], plot_files: Sequence[str]) -> st
         f"by recognising a piece it trained on; the larger of the two sets is subsampled to the smaller, so chance "
         f"is 0.5",
         f"- copy rate: runs of {settings.get('copy_run_length')} chords of the training pieces",
+        "- intervals: " + (
+            f"95 % intervals in brackets: Wilson's for the accuracies (over the clips each test scored) and the "
+            f"copy rate (over the set's pieces), a bootstrap over the set's pieces "
+            f"({settings['bootstrap_resamples']} resamples) for the set measures; none for MGEval's (a KDE "
+            f"comparison per resample) nor for the counts of distinct chords of the whole set"
+            if "bootstrap_resamples" in settings else "none (an evaluation written before they were measured)"),
         f"- evaluated {evaluation.get('written')}"
         + (f" in {evaluation['seconds']['total']:.1f} s" if "total" in evaluation.get("seconds", {}) else ""),
         "",
@@ -277,7 +293,8 @@ def write_report_files(folder: Path, evaluation: dict[str, Any], plot_files: Seq
 def load_evaluation(path: Any) -> dict[str, Any]:
     """Read the ``metrics.json`` of an evaluated run (a run folder or the file itself).
 
-    Missing values (null in the file) come back as NaN.
+    Missing values (null in the file) come back as NaN; ``intervals`` (set ->
+    column -> (low, high)) is empty for an evaluation written without them.
 
     Raises
     ------
@@ -296,6 +313,11 @@ def load_evaluation(path: Any) -> dict[str, Any]:
     evaluation = check_evaluation(read_json(file), repr(str(file)))
     evaluation["table"] = {
         s: {c: _number(v) for c, v in row.items()} for s, row in evaluation["table"].items()
+    }
+    # an evaluation written before intervals were measured has none
+    evaluation["intervals"] = {
+        s: {c: tuple(_number(v) for v in (pair or (None, None))) for c, pair in row.items()}
+        for s, row in (evaluation.get("intervals") or {}).items()
     }
     return evaluation
 
@@ -353,7 +375,7 @@ def comparison_table(
                 elif c == "n":
                     cells.append(format_value(e.get("sizes", {}).get(s)))
                 else:
-                    cells.append(format_value(e["table"].get(s, {}).get(c)))
+                    cells.append(format_cell(e, s, c))
         rows.append([c] + cells)
     return _markdown(header, rows)
 

@@ -97,8 +97,8 @@ def _windows(real_data: Any, seqs: list) -> np.ndarray:
     return seqs_to_windows(seqs, n_steps=real_data.n_steps, hop=real_data.window_hop, n_pitches=real_data.n_pitches)
 
 
-def _split_real(real_data: Any, n: int, rng: np.random.Generator) -> tuple:
-    """Held-out pieces split in two halves of about equal windows; at most ``n`` windows of each.
+def _split_real(real_data: Any, rng: np.random.Generator) -> tuple:
+    """Held-out pieces split in two halves of about equal windows; every window of each.
 
     Returns the two halves' windows, their piece indices, an info dict and notes.
     """
@@ -132,9 +132,6 @@ def _split_real(real_data: Any, n: int, rng: np.random.Generator) -> tuple:
             f"the run's data has {len(real_a) + len(ref)} real window(s) of {real_data.n_steps} steps outside "
             "training: at least 2 are needed to evaluate"
         )
-    keep_a = rng.permutation(len(real_a))[:n]
-    keep_ref = rng.permutation(len(ref))[:n]
-    real_a, group_a, ref, group_ref = real_a[keep_a], group_a[keep_a], ref[keep_ref], group_ref[keep_ref]
     info = {"split": split, "real_pieces": len(half_names[0]), "real_windows": len(real_a),
             "reference_pieces": len(half_names[1]), "reference_windows": len(ref),
             "real_names": half_names[0], "reference_names": half_names[1]}
@@ -170,7 +167,8 @@ def load_eval_sets(
       pieces are split in two halves of whole pieces: ``reference``, which
       every set is compared with, and the ``'real'`` set, which shows the
       scores of music from the same source (a perfect generator's scores);
-      at most ``n`` windows of each;
+      every window of each (a draw of them would add its own noise to
+      every measure against the reference);
     * ``'random'``: ``n`` :func:`rand_progression_seqs`;
     * ``'pretrained'``: ``n`` pieces of the policy after pretraining alone
       (checkpoint ``pretrained``; left out when the run has none);
@@ -189,7 +187,7 @@ def load_eval_sets(
     run_dir : str or path-like
         A run folder (``runs/<name>``) with at least one checkpoint.
     n : int
-        Pieces per generated set, and real windows per half at most.
+        Pieces per generated set.
     seed : int
         Seed of every draw.
     n_d_train : int, optional
@@ -230,7 +228,7 @@ def load_eval_sets(
     run_info = read_json(paths.run) if paths.run.is_file() else {}
     real_data, root, notes = _load_real_data(run_info, cfg, data_dir, progress)
 
-    real_a, reference, groups, split_info, split_notes = _split_real(real_data, n, np.random.default_rng([seed, 0]))
+    real_a, reference, groups, split_info, split_notes = _split_real(real_data, np.random.default_rng([seed, 0]))
     notes += split_notes
     sets = {"real": real_a, "random": rand_progression_seqs(n, cfg, seed=np.random.default_rng([seed, 1]))}
 

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from musicrl.evaluation import compare, evaluate, mgeval, report, sets, two_sample
+from musicrl.evaluation import compare, evaluate, intervals, mgeval, report, sets, two_sample
 
 from musicrl.music import metrics
 
@@ -53,6 +53,11 @@ def _summary_keys():
     x = np.zeros((1, 4, 12), np.float32)
     x[0, :, [0, 4, 7]] = 1
     return list(metrics.summarize(x, reference_seqs=x))
+
+
+def table_row(text, label):
+    """The first table row of ``text`` whose first cell is ``label``."""
+    return next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
 
 
 def _strict_json(path):
@@ -143,6 +148,54 @@ def test_compare_to_real_tells_alike_from_noise_and_copies(rng):
     assert any("not run" in note for note in same["notes"])
 
 
+def test_set_measure_intervals_recompute_every_measure_as_summarize_does():
+    cfg = Config(n_steps=8)
+    real_seqs = sets.rand_progression_seqs(12, cfg, seed=1)
+    # a set of one piece repeated: every resample is the set, so each interval is summarize's value
+    same = np.repeat(sets.rand_progression_seqs(1, cfg, seed=3), 10, axis=0)
+    iv = compare.set_measure_intervals(same, real_seqs, lowest_pitch=cfg.lowest_pitch, n_resamples=20,
+                                       rng=np.random.default_rng(0))
+    summary = metrics.summarize(same, lowest_pitch=cfg.lowest_pitch, reference_seqs=real_seqs)
+    no_interval = {"distinct_chord_ratio_set", "distinct_chords_common"}
+    assert set(iv) == set(summary) - no_interval
+    for name, (low, high) in iv.items():
+        if np.isnan(summary[name]):
+            assert np.isnan(low) and np.isnan(high), name
+        else:
+            assert low == pytest.approx(summary[name], abs=1e-9) and high == pytest.approx(summary[name], abs=1e-9)
+    # a varied set: intervals with width that hold the value, and narrower with more pieces
+    few, many = (sets.rand_progression_seqs(k, cfg, seed=4) for k in (20, 320))
+    widths = []
+    for gen in (few, many):
+        iv = compare.set_measure_intervals(gen, real_seqs, lowest_pitch=cfg.lowest_pitch, n_resamples=200,
+                                           rng=np.random.default_rng(0))
+        value = metrics.summarize(gen, lowest_pitch=cfg.lowest_pitch, reference_seqs=real_seqs)
+        for name in ("in_key_rate", "pitch_class_overlap", "distinct_chord_ratio", "voice_leading"):
+            assert iv[name][0] <= value[name] <= iv[name][1], name
+        widths.append(iv["in_key_rate"][1] - iv["in_key_rate"][0])
+    assert 0 < widths[1] < widths[0] / 2
+
+
+def test_compare_to_real_gives_every_column_an_interval(rng):
+    cfg = Config(n_steps=8)
+    real_seqs = sets.rand_progression_seqs(24, cfg, seed=1)
+    gen = sets.rand_progression_seqs(24, cfg, seed=5)
+    res = compare.compare_to_real(gen, real_seqs, cfg, train_seqs=list(gen[:6]), d_test=False, n_resamples=50,
+                                  seed=0)
+    assert list(res["intervals"]) == list(res["row"])
+    low, high = res["intervals"]["seq_clf_acc"]
+    n = 2 * int(res["seq_test"]["n_per_class"])
+    assert (low, high) == pytest.approx(intervals.wilson_interval(res["row"]["seq_clf_acc"] * n, n))
+    assert res["intervals"]["copy_rate"] == pytest.approx(intervals.wilson_interval(6, 24))
+    assert np.isnan(res["intervals"]["mgeval_kl"]).all() and np.isnan(res["intervals"]["fresh_d_acc"]).all()
+    assert res["intervals"]["in_key_rate"][0] <= res["row"]["in_key_rate"] <= res["intervals"]["in_key_rate"][1]
+    # the intervals' draws come last: the row does not depend on them
+    other = compare.compare_to_real(gen, real_seqs, cfg, train_seqs=list(gen[:6]), d_test=False, n_resamples=80,
+                                    seed=0)
+    assert repr(other["row"]) == repr(res["row"])  # repr: NaN equals itself
+    assert repr(other["intervals"]) != repr(res["intervals"])
+
+
 def test_compare_to_real_with_too_few_clips_leaves_tests_out(rng):
     cfg = Config(n_steps=4)
     one = sets.rand_progression_seqs(1, cfg, seed=0)
@@ -206,6 +259,7 @@ def test_evaluate_writes_report_metrics_and_plots(runs, evaluated):
     for name in report.PLOT_FILES:
         assert (run / name).read_bytes()[:8] == PNG_MAGIC
         assert f"]({name})" in report_md
+    assert "(1000 resamples)" in report_md and " [" in table_row(report_md, "agent")
     # the printed table is the one of the report, rows in order
     table = report.format_table(report.load_evaluation(run))
     assert table in out and table in report_md
@@ -251,6 +305,18 @@ def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
         assert set(ev["mgeval"][name]) == set(mgeval.PIECE_FEATURES)
         assert ev["tests"][name]["fresh_d"]["n_splits"] == 2
     assert ev["seconds"]["total"] > 0
+    assert ev["settings"]["bootstrap_resamples"] == 1000 and ev["settings"]["interval_level"] == 0.95
+    for name in ev["sets"]:
+        assert set(ev["intervals"][name]) == set(ev["columns"])
+        for column, (low, high) in ev["intervals"][name].items():
+            value = ev["table"][name][column]
+            if low is None:
+                assert column.startswith("mgeval") or column.startswith("distinct_chords") or column in (
+                    "distinct_chord_ratio_set", "copy_rate") or value is None, (name, column)
+                continue
+            assert low <= high, (name, column)
+            if column in ("fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc", "copy_rate"):
+                assert 0.0 <= low <= value <= high <= 1.0, (name, column)
 
 
 def test_real_halves_are_different_unseen_pieces(runs, evaluated):
@@ -260,6 +326,8 @@ def test_real_halves_are_different_unseen_pieces(runs, evaluated):
     assert real and reference and not real & reference
     assert real | reference == set(run_info["heldout_names"])
     assert len(real) == data["real_pieces"] and len(reference) == data["reference_pieces"]
+    # every window of the held-out pieces, not a draw of them: 5 windows of 4 steps per piece of 12 chords
+    assert data["real_windows"] == 5 * len(real) and data["reference_windows"] == 5 * len(reference)
 
 
 def test_evaluate_without_d_and_plots(runs, evaluated, quick):
@@ -308,7 +376,7 @@ def test_evaluate_several_runs_prints_and_writes_the_comparison(runs, evaluated,
     assert code == 0, err
     assert [c[0] for c in calls] == ["x", "y"]
     assert calls[0][1] == dict(n=7, seed=3, d_test=False, d_epochs=20, d_splits=3, n_d_train=None, data_dir=None,
-                               plots=True, progress=True)
+                               n_resamples=1000, plots=True, progress=True)
     assert out.count("| set | n | fresh_d_acc") == 2
     text = (tmp_path / "cmp" / report.COMPARISON_FILE).read_text()
     assert "real: run1 | real: run2" in text and "real: run1 | real: run2" in out

@@ -24,6 +24,10 @@ def test_wilson_interval_matches_textbook_values(k, n, low, high):
     assert hi == pytest.approx(high, abs=1e-4)
 
 
+def test_wilson_interval_ends_exactly_at_zero_and_one():
+    assert wilson_interval(0, 24)[0] == 0.0 and wilson_interval(24, 24)[1] == 1.0
+
+
 def test_wilson_interval_narrows_as_n_grows_and_keeps_the_proportion_inside():
     widths = []
     for n in (10, 100, 1000):
