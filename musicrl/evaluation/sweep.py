@@ -12,11 +12,13 @@ The tables come from the runs' ``metrics.json`` files (:func:`collect`):
 
 * ``results.csv``: one row per run and evaluation set (real, random,
   pretrained, agent);
-* ``summary.csv``: per experiment and set, the mean and the standard
-  deviation over seeds of every measure;
-* ``results.md``: the headline measures as mean +- std, the adversarial
-  phase's change over the same run's pretrained-only policy (paired by
-  seed), and where the agents stand on the targets of :data:`TARGETS`.
+* ``summary.csv``: per experiment and set, the mean, the standard
+  deviation over seeds and the 95 % half-width of every measure;
+* ``results.md``: the headline measures as mean +- the half-width of a 95 %
+  interval (the seed spread and the evaluation's own noise), the
+  adversarial phase's change over the same run's pretrained-only policy
+  (paired by seed), and where the agents stand on the targets of
+  :data:`TARGETS`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from ..config import config_from_overrides, read_config_file
+from scipy import stats
+
 from ..errors import MusicRLError
+from .intervals import half_width
 from .report import load_evaluation
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "Experiment",
     "collect",
     "load_experiment",
+    "mean_interval",
     "paired_changes",
     "control_changes",
     "results_markdown",
@@ -85,6 +91,7 @@ TARGETS: dict[str, str] = {
 
 SETS: tuple[str, ...] = ("real", "random", "pretrained", "agent")
 _SEED_DIR = "seed{}"
+_HW = "_hw"  # suffix of a run's half-width of a measure's interval
 
 
 class Experiment(NamedTuple):
@@ -261,8 +268,10 @@ def collect(out: str | os.PathLike) -> list[dict[str, Any]]:
     rows : list of dict
         ``experiment``, ``seed``, ``set``, the training stats of the run
         (``iterations``, ``episodes``, ``d_acc_real_end``, ``d_acc_gen_end``,
-        ``reward_end``: means over the last tenth of the iterations) and every
-        column of the evaluation table (NaN where not measured). Sorted by
+        ``reward_end``: means over the last tenth of the iterations), every
+        column ``m`` of the evaluation table (NaN where not measured) and,
+        for an evaluation with intervals, ``m_hw``: the half-width of its 95 %
+        interval, the evaluation's own noise on that run. Sorted by
         experiment, seed and set.
     """
     root = Path(out).expanduser()
@@ -279,7 +288,8 @@ def collect(out: str | os.PathLike) -> list[dict[str, Any]]:
         stats = _training_stats(run_dir)
         for s in evaluation["sets"]:
             values = {c: _float(v) for c, v in evaluation["table"][s].items()}
-            rows.append({"experiment": run_dir.parent.name, "seed": seed, "set": s, **stats, **values})
+            noise = {f"{c}{_HW}": half_width(iv) for c, iv in evaluation["intervals"].get(s, {}).items()}
+            rows.append({"experiment": run_dir.parent.name, "seed": seed, "set": s, **stats, **values, **noise})
     order = {s: i for i, s in enumerate(SETS)}
     rows.sort(key=lambda r: (r["experiment"], r["seed"], order.get(r["set"], len(order))))
     return rows
@@ -294,7 +304,48 @@ def _float(v: Any) -> float:
 
 def _numeric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     skip = {"experiment", "seed", "set"}
-    return list(dict.fromkeys(k for r in rows for k in r if k not in skip))
+    return list(dict.fromkeys(k for r in rows for k in r if k not in skip and not k.endswith(_HW)))
+
+
+def _eval_noise(members: Sequence[dict[str, Any]], column: str) -> np.ndarray:
+    """Each run's 95 % half-width of ``column`` from its evaluation alone (NaN where it has none)."""
+    return np.array([_float(m.get(f"{column}{_HW}")) for m in members])
+
+
+def _rms(x: np.ndarray) -> float:
+    """Root mean square of the finite values; 0 when there are none (no evaluation noise known)."""
+    x = x[np.isfinite(x)]
+    return float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
+
+
+def mean_interval(values: Sequence[float], eval_half_widths: Sequence[float]) -> float:
+    """Half-width of a 95 % interval of the mean over seeds, from the seed spread and the evaluation noise.
+
+    The seed part is Student's ``t`` interval of the mean (``t_{k-1} * std / sqrt(k)``, none for one
+    seed); the evaluation part is the runs' root-mean-square half-width over ``sqrt(k)`` (each run's
+    value is one draw of the evaluation). Independent errors: the two add in quadrature. Three seeds
+    alone would trust a spread measured on three numbers; the evaluation part keeps a floor under it.
+
+    Parameters
+    ----------
+    values : sequence of float, shape=(k,)
+        A measure's value for each seed (NaN left out).
+    eval_half_widths : sequence of float, shape=(k,)
+        Each run's 95 % half-width from its evaluation (NaN where unknown).
+
+    Returns
+    -------
+    half_width : float
+        NaN when there is no value.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    hw = np.asarray(eval_half_widths, dtype=np.float64)
+    ok = np.isfinite(x)
+    k = int(ok.sum())
+    if k == 0 or (k == 1 and not np.isfinite(hw[ok]).any()):
+        return math.nan
+    seed_part = float(stats.t.ppf(0.975, k - 1) * x[ok].std(ddof=1) / math.sqrt(k)) if k > 1 else 0.0
+    return math.hypot(seed_part, _rms(hw[ok]) / math.sqrt(k))
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -309,8 +360,10 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     -------
     summary : list of dict
         ``experiment``, ``set``, ``n_seeds``, and for every measure ``m``:
-        ``m`` (mean over seeds) and ``m_std`` (sample standard deviation,
-        ``ddof=1``; NaN for a single seed). NaN values are left out of both.
+        ``m`` (mean over seeds), ``m_std`` (sample standard deviation,
+        ``ddof=1``; NaN for a single seed) and ``m_ci`` (the half-width of a
+        95 % interval of the mean, :func:`mean_interval`: the seed spread
+        and the evaluation's own noise). NaN values are left out.
     """
     columns = _numeric_columns(rows)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -324,6 +377,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             x = x[np.isfinite(x)]
             row[c] = float(x.mean()) if len(x) else math.nan
             row[f"{c}_std"] = float(x.std(ddof=1)) if len(x) > 1 else math.nan
+            row[f"{c}_ci"] = mean_interval([_float(m.get(c)) for m in members], _eval_noise(members, c))
         out.append(row)
     return out
 
@@ -332,11 +386,14 @@ def _paired_stats(
     pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], reals: Sequence[dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
     """Per measure, over ``(before, after)`` row pairs: the means, the mean change, the spread (the larger
-    standard deviation of the two sides) and the verdict.
+    standard deviation of the two sides), the evaluation noise of a change and the verdict.
 
     Measures of :data:`BETTER` are better one way; with ``reals`` (each pair's real-set row), those of
     :data:`TOWARD_REAL` are better closer to the real value, and the verdict is on the distance.
     """
+    def noise(rows: Sequence[dict[str, Any]], m: str) -> np.ndarray:
+        return np.array([_float(row.get(f"{m}{_HW}")) for row in rows])
+
     out = []
     measures = [(m, sign) for m, sign in BETTER.items()]
     if reals is not None:
@@ -352,10 +409,14 @@ def _paired_stats(
         change = a - b
         gain = sign * change if sign else np.abs(b - r) - np.abs(a - r)
         spread = max(b.std(ddof=1), a.std(ddof=1)) if len(a) > 1 else math.nan
-        beats = bool(len(a) > 1 and gain.mean() > spread and np.all(gain > 0))
+        # one seed's change is two evaluations, each with its own noise
+        eval_noise = _rms(np.hypot(noise([p[0] for p in pairs], m), noise([p[1] for p in pairs], m))[ok])
+        margin = math.hypot(spread, eval_noise)
+        beats = bool(len(a) > 1 and gain.mean() > margin and np.all(gain > 0))
         out.append({"measure": m, "better": {1: "higher", -1: "lower", 0: "toward real"}[sign],
                     "n_seeds": int(len(a)), "before": float(b.mean()), "after": float(a.mean()),
-                    "change": float(change.mean()), "spread": float(spread), "beats": beats})
+                    "change": float(change.mean()), "spread": float(spread), "eval_noise": eval_noise,
+                    "margin": margin, "beats": beats})
     return out
 
 
@@ -367,18 +428,24 @@ def paired_changes(
     For each experiment and measure of :data:`BETTER` (and of
     :data:`TOWARD_REAL` when the runs have their real set): the per-seed
     changes ``after - before`` (both sets come from the same run), their
-    mean, and the seed-to-seed spread (the larger of the two sets' standard
-    deviations over seeds). The phase *beats* pretraining on a measure when
-    the mean change goes the better way by more than that spread and every
-    seed's change goes that way; for :data:`TOWARD_REAL` measures the change
-    judged is the fall of the distance to the run's real value.
+    mean, the seed-to-seed spread (the larger of the two sets' standard
+    deviations over seeds) and the evaluation noise of one seed's change
+    (the root mean square over seeds of the two evaluations' 95 %
+    half-widths added in quadrature; 0 for evaluations without intervals).
+    The phase *beats* pretraining on a measure when the mean change goes the
+    better way by more than the margin, the spread and the evaluation noise
+    added in quadrature, and every seed's change goes that way: a change
+    that the evaluation cannot tell from its own draw-to-draw noise is never
+    called a win, however alike the seeds. For :data:`TOWARD_REAL` measures
+    the change judged is the fall of the distance to the run's real value.
 
     Returns
     -------
     changes : list of dict
         ``experiment``, ``measure``, ``better`` ('higher', 'lower' or
         'toward real'), ``n_seeds``, ``before``, ``after`` (means),
-        ``change`` (mean), ``spread``, ``beats`` (bool).
+        ``change`` (mean), ``spread``, ``eval_noise``, ``margin``,
+        ``beats`` (bool).
     """
     by_run: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for r in rows:
@@ -497,7 +564,8 @@ def results_markdown(
         raise MusicRLError("no evaluated runs to tabulate")
     summary = summarize(rows)
     names = list(experiments) if experiments is not None else list(dict.fromkeys(r["experiment"] for r in rows))
-    lines = ["## Evaluation (mean ± std over seeds)", ""]
+    lines = ["## Evaluation (mean over seeds ± half-width of its 95 % interval: seed spread and evaluation noise)",
+             ""]
     header = ["experiment", "set", "seeds", "iterations", *HEADLINE]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
     for exp in names:
@@ -506,33 +574,34 @@ def results_markdown(
                 continue
             its = _float(r.get("iterations"))
             cells = [exp, r["set"], str(r["n_seeds"]), f"{its:.0f}" if np.isfinite(its) else "-"]
-            cells += [_fmt(r.get(c, math.nan), r.get(f"{c}_std")) for c in HEADLINE]
+            cells += [_fmt(r.get(c, math.nan), r.get(f"{c}_ci")) for c in HEADLINE]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## The adversarial phase against pretraining alone (agent - pretrained, paired by seed)", ""]
-    lines += ["| experiment | measure | better | pretrained | agent | change | seed spread | beats |",
-              "|---|---|---|---:|---:|---:|---:|---|"]
+    lines += ["| experiment | measure | better | pretrained | agent | change | seed spread | evaluation noise "
+              "| beats |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for c in paired_changes(rows):
         if c["experiment"] in names:
             lines.append(
                 f"| {c['experiment']} | {c['measure']} | {c['better']} | "
                 f"{c['before']:.3f} | {c['after']:.3f} | {c['change']:+.3f} | {_fmt(c['spread'])} | "
-                f"{'yes' if c['beats'] else 'no'} |"
+                f"{_fmt(c['eval_noise'])} | {'yes' if c['beats'] else 'no'} |"
             )
     if controls:
         lines += ["", "## Against a control experiment (agent - control's agent, paired by seed)", ""]
-        lines += ["| experiment | control | measure | better | control | experiment | change | seed spread | beats |",
-                  "|---|---|---|---|---:|---:|---:|---:|---|"]
+        lines += ["| experiment | control | measure | better | control | experiment | change | seed spread "
+                  "| evaluation noise | beats |", "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
         done = set()
         for c in control_changes(rows, controls):
             done.add((c["experiment"], c["control"]))
             lines.append(
                 f"| {c['experiment']} | {c['control']} | {c['measure']} | "
                 f"{c['better']} | {c['before']:.3f} | {c['after']:.3f} | "
-                f"{c['change']:+.3f} | {_fmt(c['spread'])} | {'yes' if c['beats'] else 'no'} |"
+                f"{c['change']:+.3f} | {_fmt(c['spread'])} | {_fmt(c['eval_noise'])} | "
+                f"{'yes' if c['beats'] else 'no'} |"
             )
         for exp, control in controls:
             if (exp, control) not in done:
-                lines.append(f"| {exp} | {control} | (no seed evaluated in both) | | | | | | |")
+                lines.append(f"| {exp} | {control} | (no seed evaluated in both) | | | | | | | |")
     lines += ["", "## Targets (agent, mean over seeds)", ""]
     lines += ["| experiment | measure | value | bound | met | short by |", "|---|---|---:|---:|---|---:|"]
     for exp in names:

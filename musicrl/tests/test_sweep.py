@@ -62,6 +62,43 @@ def test_paired_changes_beat_only_beyond_the_seed_spread(rng, measure):
     assert not any(c["beats"] for c in other)
 
 
+def _with_eval_noise(rows, half_width):
+    """The rows with every BETTER measure's 95 % half-width from its evaluation set to ``half_width``."""
+    return [{**r, **{f"{m}_hw": half_width for m in sweep.BETTER}} for r in rows]
+
+
+def test_a_change_inside_the_evaluation_noise_never_beats(rng):
+    # the seeds agree to 1e-4, so the seed spread alone would call a change of 0.02 a win
+    rows = _rows(rng, changes={"in_key_rate": 0.02}, noise=1e-4)
+    quiet = {c["measure"]: c for c in sweep.paired_changes(_with_eval_noise(rows, 0.002))}["in_key_rate"]
+    noisy = {c["measure"]: c for c in sweep.paired_changes(_with_eval_noise(rows, 0.03))}["in_key_rate"]
+    unknown = {c["measure"]: c for c in sweep.paired_changes(rows)}["in_key_rate"]
+    assert quiet["beats"] and unknown["beats"]
+    assert not noisy["beats"]
+    # one seed's change is two evaluations: their half-widths in quadrature
+    assert noisy["eval_noise"] == pytest.approx(0.03 * math.sqrt(2))
+    assert noisy["margin"] == pytest.approx(math.hypot(noisy["spread"], noisy["eval_noise"]))
+    assert unknown["eval_noise"] == 0.0
+    clear = sweep.paired_changes(_with_eval_noise(_rows(rng, changes={"in_key_rate": 0.2}, noise=1e-4), 0.03))
+    assert {c["measure"]: c for c in clear}["in_key_rate"]["beats"]
+    text = sweep.results_markdown(_with_eval_noise(rows, 0.03))
+    assert "| evaluation noise |" in text and "| 0.042 | no |" in text
+
+
+def test_mean_interval_adds_the_seed_spread_and_the_evaluation_noise():
+    x = [0.5, 0.6, 0.7]
+    t = 4.302652729911275  # Student's t, 2 degrees of freedom, 97.5 %
+    assert sweep.mean_interval(x, [math.nan] * 3) == pytest.approx(t * 0.1 / math.sqrt(3))
+    assert sweep.mean_interval(x, [0.05] * 3) == pytest.approx(math.hypot(t * 0.1 / math.sqrt(3), 0.05 / math.sqrt(3)))
+    assert sweep.mean_interval([0.5], [0.04]) == pytest.approx(0.04)  # one seed: its evaluation's interval
+    assert math.isnan(sweep.mean_interval([0.5], [math.nan])) and math.isnan(sweep.mean_interval([], []))
+    rows = _with_eval_noise(_rows(np.random.default_rng(0), changes={}), 0.05)
+    agent = next(r for r in sweep.summarize(rows) if r["set"] == "agent")
+    values = [r["in_key_rate"] for r in rows if r["set"] == "agent"]
+    assert agent["in_key_rate_ci"] == pytest.approx(sweep.mean_interval(values, [0.05] * 3))
+    assert "in_key_rate_hw" not in agent and "in_key_rate_hw_std" not in agent
+
+
 def test_toward_real_measures_are_judged_by_the_distance_to_the_real_set(rng):
     rows = _rows(rng, changes={})
     for r in rows:
@@ -205,6 +242,8 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert all(r["experiment"] == "tiny" and r["seed"] == 3 and r["iterations"] == 2 for r in rows)
     assert 0.0 <= rows[3]["in_key_rate"] <= 1.0 and np.isfinite(rows[3]["fresh_d_acc"])
     assert np.isfinite(rows[3]["fresh_d_full_acc"]) and np.isnan(rows[0]["fresh_d_full_acc"])  # none for real
+    # each run's own evaluation noise comes along
+    assert rows[3]["in_key_rate_hw"] > 0 and rows[3]["fresh_d_acc_hw"] > 0
     saved = json.loads((out / "tiny" / "seed3" / "config.json").read_text())
     assert saved["seed"] == 3 and saved["batch_size"] == 8
     assert "trained and evaluated" in lines[0]
