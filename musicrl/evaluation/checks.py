@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import MusicRLError
 
-__all__ = ["check_int", "read_json"]
+__all__ = ["check_int", "piece_codes", "read_json"]
 
 
 def check_int(value: Any, name: str, minimum: int) -> int:
@@ -18,6 +18,16 @@ def check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise MusicRLError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
+
+
+def piece_codes(groups: Any, n: int, name: str) -> np.ndarray:
+    """The piece of each of ``n`` clips as codes 0..k-1 (each clip its own piece when ``groups`` is None)."""
+    if groups is None:
+        return np.arange(n)
+    arr = np.asarray(groups)
+    if arr.shape != (n,):
+        raise MusicRLError(f"{name} must have one label per clip, shape ({n},), got shape {arr.shape}")
+    return np.unique(arr, return_inverse=True)[1].reshape(n)
 
 
 def read_json(path: Path) -> Any:

@@ -17,7 +17,7 @@ from ..learning.discriminator import check_d_seqs
 from ..music import metrics
 from ..music.vectorize import check_seqs
 from ..seeding import as_rng
-from .checks import check_int
+from .checks import check_int, piece_codes
 from .intervals import bootstrap_interval, wilson_interval
 from .mgeval import mgeval_compare, nanmean
 from .two_sample import discriminator_train_test, discriminator_two_sample_test, seq_two_sample_test, set_d_inputs
@@ -94,9 +94,9 @@ def compare_to_real(
     NaN, with a line in ``notes``.
 
     Each column gets a 95 % interval (:func:`row_intervals`): Wilson's for
-    the accuracies and the copy rate, a bootstrap over the set's pieces
-    (:func:`set_measure_intervals`, ``n_resamples`` draws) for the set
-    measures. Its draws come after every other, so the row does not depend
+    the accuracies and the copy rate, a bootstrap over the set's and the
+    reference's pieces (:func:`set_measure_intervals`, ``n_resamples``
+    draws) for the set measures; the groups say which windows are one piece. Its draws come after every other, so the row does not depend
     on ``n_resamples``.
 
     Parameters
@@ -193,9 +193,11 @@ def compare_to_real(
         "copy_run_length": run_length,
         "notes": notes,
     }
-    set_iv = set_measure_intervals(gen, real, lowest_pitch=lp, n_resamples=n_resamples,
-                                   rng=np.random.default_rng(int(rng.integers(2**31 - 1))))
-    return {**result, "intervals": row_intervals(result, len(gen), set_iv)}
+    set_iv = set_measure_intervals(gen, real, lowest_pitch=lp, real_groups=real_groups, gen_groups=gen_groups,
+                                   n_resamples=n_resamples, rng=np.random.default_rng(int(rng.integers(2**31 - 1))))
+    n_pieces = {"n_real_pieces": piece_codes(real_groups, len(real), "real_groups").max() + 1,
+                "n_gen_pieces": piece_codes(gen_groups, len(gen), "gen_groups").max() + 1}
+    return {**result, "intervals": row_intervals(result, set_iv, **n_pieces)}
 
 
 def _check_sets(gen_seqs: Any, real_seqs: Any, cfg: Any, *, check_d: bool, gen_x: Any, real_x: Any) -> tuple:
@@ -285,6 +287,8 @@ def set_measure_intervals(
     real_seqs: np.ndarray | None,
     *,
     lowest_pitch: int,
+    real_groups: Any = None,
+    gen_groups: Any = None,
     n_resamples: int = BOOTSTRAP_RESAMPLES,
     rng: np.random.Generator,
     level: float = INTERVAL_LEVEL,
@@ -296,7 +300,11 @@ def set_measure_intervals(
     recomputed as summarize defines it: averages over the drawn pieces'
     values, pooled rates as the ratio of the drawn pieces' sums, the
     pooled pitch histograms (``top3_pitch_share``, ``pitch_class_overlap``)
-    from the drawn pieces. The reference (``real_seqs``) is held fixed.
+    from the drawn pieces. The reference's pieces are drawn again too, on
+    their own, since which pieces the reference holds moves the
+    ``pitch_class_overlap`` as much as the set does. Windows cut from one
+    piece (``real_groups``, ``gen_groups``) are drawn together: they overlap,
+    so they are one draw of the source, not several.
     The counts of distinct chords of the whole set
     (``distinct_chord_ratio_set``, ``distinct_chords_common``) get no
     interval: a resample repeats pieces, so it always holds fewer distinct
@@ -308,6 +316,8 @@ def set_measure_intervals(
     real_seqs : np.ndarray, optional
         The reference; without it no ``pitch_class_overlap``.
     lowest_pitch : int
+    real_groups, gen_groups : array-like, shape=(n_real,), (batch,), optional
+        The piece of each clip (default: each clip its own).
     n_resamples : int
     rng : np.random.Generator
     level : float
@@ -332,40 +342,64 @@ def set_measure_intervals(
         total = c.sum()
         return float(np.sort(c)[-3:].sum() / total) if total > 0 else np.nan
 
-    pooled = {"top3_pitch_share": lambda idx: top3(counts[idx].sum(axis=0))}
+    pooled = {"top3_pitch_share": lambda idx, ref: top3(counts[idx].sum(axis=0))}
+    # the reference's pitch-class counts per piece, drawn by piece
+    ref_pieces = np.zeros((1, 12))
     if real_seqs is not None:
-        ref = metrics.pitch_class_histogram(real_seqs, lowest_pitch=lp, pooled=True)
-        pooled["pitch_class_overlap"] = lambda idx: metrics.histogram_overlap(pc_counts[idx].sum(axis=0), ref)
+        ref_clips = metrics.pitch_class_histogram(real_seqs, lowest_pitch=lp) * (
+            check_seqs(real_seqs, name="real_seqs") > 0).sum(axis=(1, 2))[:, None]
+        codes = piece_codes(real_groups, len(ref_clips), "real_groups")
+        ref_pieces = np.zeros((codes.max() + 1, 12))
+        np.add.at(ref_pieces, codes, np.nan_to_num(ref_clips))
+        pooled["pitch_class_overlap"] = lambda idx, ref: metrics.histogram_overlap(
+            pc_counts[idx].sum(axis=0), ref_pieces[ref].sum(axis=0))
 
-    def measures(idx: np.ndarray) -> np.ndarray:
+    gen_codes = piece_codes(gen_groups, len(on), "gen_groups")
+    pieces = [np.flatnonzero(gen_codes == g) for g in range(gen_codes.max() + 1)] if len(on) else []
+
+    def measures(drawn: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        drawn_pieces, ref = drawn
+        idx = drawn_pieces if gen_groups is None else np.concatenate([pieces[g] for g in drawn_pieces])
         sums = [(num[idx].sum(), den[idx].sum()) for num, den in ratios.values()]
         return np.array(
             [nanmean(v[idx]) for v in means.values()]
             + [num / den if den > 0 else np.nan for num, den in sums]
-            + [f(idx) for f in pooled.values()],
+            + [f(idx, ref) for f in pooled.values()],
             dtype=np.float64,
         )
 
     names = list(means) + list(ratios) + list(pooled)
-    low, high = bootstrap_interval(np.arange(len(on)), measures, n_resamples=n_resamples, rng=rng, level=level)
+    low, high = bootstrap_interval((np.arange(len(pieces)), np.arange(len(ref_pieces))), measures,
+                                   n_resamples=n_resamples, rng=rng, level=level)
     return {name: (float(lo), float(hi)) for name, lo, hi in zip(names, np.atleast_1d(low), np.atleast_1d(high))}
 
 
-def row_intervals(result: dict[str, Any], n_gen: int, set_intervals: dict[str, tuple[float, float]]) -> dict:
-    """Every column of a :func:`compare_to_real` row with its interval: Wilson for the accuracies (over
-    the clips each test scored) and the copy rate (over the set's pieces), the bootstrap's for the set
-    measures, (nan, nan) for MGEval's (a KDE comparison per resample would cost minutes)."""
+def _scored_units(per_class: float, n_real_pieces: int, n_gen_pieces: int) -> float:
+    """Independent clips a two-sample accuracy rests on: each side counts at most its pieces, and the
+    two sides' binomial variances add (two sides of ``m`` free clips each give the usual ``2 * m``)."""
+    sides = [min(per_class, n_real_pieces), min(per_class, n_gen_pieces)]
+    return 4 / sum(1 / k for k in sides) if min(sides) > 0 else 0.0
+
+
+def row_intervals(result: dict[str, Any], set_intervals: dict[str, tuple[float, float]], *, n_real_pieces: int,
+                  n_gen_pieces: int) -> dict:
+    """Every column of a :func:`compare_to_real` row with its interval: the bootstrap's for the set
+    measures, (nan, nan) for MGEval's (a KDE comparison per resample would cost minutes), and Wilson's
+    for the copy rate, over the set's pieces, and for the accuracies, over the clips each test scored
+    counted as :func:`_scored_units` does: a real side of 20 pieces cut into 200 overlapping windows
+    is 20 draws, not 200, and measured over several evaluations its accuracies vary as that says."""
     row = result["row"]
     scored = {
-        "seq_clf_acc": 2 * result["seq_test"].get("n_per_class", 0.0),
-        "fresh_d_acc": 2 * result["d_test"].get("n_per_class", 0.0),
-        "fresh_d_full_acc": 2 * result["d_full_test"].get("n_test_per_class", 0.0),
-        "copy_rate": float(n_gen),
+        "seq_clf_acc": result["seq_test"].get("n_per_class", 0.0),
+        "fresh_d_acc": result["d_test"].get("n_per_class", 0.0),
+        "fresh_d_full_acc": result["d_full_test"].get("n_test_per_class", 0.0),
     }
+    units = {c: _scored_units(k, n_real_pieces, n_gen_pieces) for c, k in scored.items()}
+    units["copy_rate"] = float(n_gen_pieces)
     out = {}
     for column, value in row.items():
-        if column in scored:
-            n = int(scored[column])
+        if column in units:
+            n = int(round(units[column]))
             # a mean over folds of unequal size is not exactly k / n: the nearest count in range
             k = min(max(value * n, 0.0), n) if np.isfinite(value) else np.nan
             out[column] = wilson_interval(k, n) if n and np.isfinite(k) else (np.nan, np.nan)

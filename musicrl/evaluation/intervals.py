@@ -74,13 +74,15 @@ def bootstrap_interval(
 
     Parameters
     ----------
-    values : array-like, shape=(n, ...)
+    values : array-like, shape=(n, ...), or tuple of them
         The sample: one row per unit drawn (e.g. a piece, or a piece's index
-        into a set).
+        into a set). A tuple holds independent samples (e.g. a generated
+        set and the reference it is compared with), each drawn again from
+        its own rows.
     statistic : callable
-        Maps a resample, shape ``(n, ...)``, to a float or to an array of
-        shape ``(m,)`` (several statistics of one resample, which then share
-        their draws).
+        Maps a resample, shape ``(n, ...)`` (a tuple of them for a tuple of
+        samples), to a float or to an array of shape ``(m,)`` (several
+        statistics of one resample, which then share their draws).
     n_resamples : int
         Resamples drawn (at least 2).
     rng : np.random.Generator
@@ -95,18 +97,23 @@ def bootstrap_interval(
         resampled statistics, NaN ignored (NaN where every resample is NaN;
         a float pair for an empty sample).
     """
-    x = np.asarray(values)
+    samples = [np.asarray(v) for v in values] if isinstance(values, tuple) else [np.asarray(values)]
     n_resamples = check_int(n_resamples, "n_resamples", 2)
     if not isinstance(rng, np.random.Generator):
         raise MusicRLError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
     if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
         raise MusicRLError(f"level must be a number in (0, 1), got {level!r}")
-    if x.ndim == 0:
-        raise MusicRLError(f"values must have one row per unit, got a scalar {values!r}")
-    if len(x) == 0:
+    if any(x.ndim == 0 for x in samples):
+        raise MusicRLError(f"values must have one row per unit, got a scalar in {values!r}")
+    if any(len(x) == 0 for x in samples):
         return float("nan"), float("nan")
-    draws = rng.integers(0, len(x), size=(n_resamples, len(x)))
-    resampled = np.array([np.asarray(statistic(x[i]), dtype=np.float64) for i in draws])
+    draws = [rng.integers(0, len(x), size=(n_resamples, len(x))) for x in samples]
+
+    def resample(b: int) -> Any:
+        drawn = tuple(x[d[b]] for x, d in zip(samples, draws))
+        return drawn if isinstance(values, tuple) else drawn[0]
+
+    resampled = np.array([np.asarray(statistic(resample(b)), dtype=np.float64) for b in range(n_resamples)])
     tails = [(1 - level) / 2, (1 + level) / 2]
     with np.errstate(all="ignore"):
         ok = ~np.isnan(resampled).all(axis=0)

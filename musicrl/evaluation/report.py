@@ -238,10 +238,11 @@ def report_markdown(evaluation: dict[str, Any], plot_files: Sequence[str]) -> st
         f"is 0.5",
         f"- copy rate: runs of {settings.get('copy_run_length')} chords of the training pieces",
         "- intervals: " + (
-            f"95 % intervals in brackets: Wilson's for the accuracies (over the clips each test scored) and the "
-            f"copy rate (over the set's pieces), a bootstrap over the set's pieces "
-            f"({settings['bootstrap_resamples']} resamples) for the set measures; none for MGEval's (a KDE "
-            f"comparison per resample) nor for the counts of distinct chords of the whole set"
+            f"95 % intervals in brackets: Wilson's for the accuracies (over the clips each test scored, the "
+            f"windows of one piece counting once) and the copy rate (over the set's pieces), a bootstrap "
+            f"({settings['bootstrap_resamples']} resamples) for the set measures that draws again the set's "
+            f"pieces and the reference's, the windows of a piece together; none for MGEval's (a KDE comparison "
+            f"per resample) nor for the counts of distinct chords of the whole set"
             if "bootstrap_resamples" in settings else "none (an evaluation written before they were measured)"),
         f"- evaluated {evaluation.get('written')}"
         + (f" in {evaluation['seconds']['total']:.1f} s" if "total" in evaluation.get("seconds", {}) else ""),

@@ -27,7 +27,7 @@ from ..errors import MusicRLError
 from ..learning.discriminator import build_discriminator, check_d_inputs, check_d_seqs, d_input_kind, d_inputs
 from ..music.vectorize import check_seqs
 from ..seeding import as_rng
-from .checks import check_int
+from .checks import check_int, piece_codes
 from .mgeval import piece_features
 
 __all__ = [
@@ -70,16 +70,6 @@ def seq_feature_vectors(seqs: np.ndarray, *, lowest_pitch: int = 36) -> np.ndarr
     return np.concatenate([pitch_hist, *vectors, *scalars], axis=1)
 
 
-def _group_codes(groups: Any, n: int, name: str) -> np.ndarray:
-    """Group labels of a set as codes 0..k-1 (each clip its own group when None)."""
-    if groups is None:
-        return np.arange(n)
-    arr = np.asarray(groups)
-    if arr.shape != (n,):
-        raise MusicRLError(f"{name} must have one label per clip, shape ({n},), got shape {arr.shape}")
-    return np.unique(arr, return_inverse=True)[1].reshape(n)
-
-
 def _balanced_split_data(
     real_x: np.ndarray, gen_x: np.ndarray, n_splits: int, rng, real_groups: Any = None, gen_groups: Any = None
 ) -> tuple:
@@ -89,8 +79,8 @@ def _balanced_split_data(
     """
     check_int(n_splits, "n_splits", 2)
     grouped = real_groups is not None or gen_groups is not None
-    g_real = _group_codes(real_groups, len(real_x), "real_groups")
-    g_gen = _group_codes(gen_groups, len(gen_x), "gen_groups")
+    g_real = piece_codes(real_groups, len(real_x), "real_groups")
+    g_gen = piece_codes(gen_groups, len(gen_x), "gen_groups")
     n = min(len(real_x), len(gen_x))
     if n < n_splits:
         raise MusicRLError(

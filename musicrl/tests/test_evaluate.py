@@ -151,11 +151,12 @@ def test_compare_to_real_tells_alike_from_noise_and_copies(rng):
 def test_set_measure_intervals_recompute_every_measure_as_summarize_does():
     cfg = Config(n_steps=8)
     real_seqs = sets.rand_progression_seqs(12, cfg, seed=1)
-    # a set of one piece repeated: every resample is the set, so each interval is summarize's value
+    # a set and a reference of one piece repeated each: every resample is the same, so each interval is
+    # summarize's value
     same = np.repeat(sets.rand_progression_seqs(1, cfg, seed=3), 10, axis=0)
-    iv = compare.set_measure_intervals(same, real_seqs, lowest_pitch=cfg.lowest_pitch, n_resamples=20,
-                                       rng=np.random.default_rng(0))
-    summary = metrics.summarize(same, lowest_pitch=cfg.lowest_pitch, reference_seqs=real_seqs)
+    iv = compare.set_measure_intervals(same, real_seqs[:1].repeat(5, axis=0), lowest_pitch=cfg.lowest_pitch,
+                                       n_resamples=20, rng=np.random.default_rng(0))
+    summary = metrics.summarize(same, lowest_pitch=cfg.lowest_pitch, reference_seqs=real_seqs[:1])
     no_interval = {"distinct_chord_ratio_set", "distinct_chords_common"}
     assert set(iv) == set(summary) - no_interval
     for name, (low, high) in iv.items():
@@ -174,6 +175,16 @@ def test_set_measure_intervals_recompute_every_measure_as_summarize_does():
             assert iv[name][0] <= value[name] <= iv[name][1], name
         widths.append(iv["in_key_rate"][1] - iv["in_key_rate"][0])
     assert 0 < widths[1] < widths[0] / 2
+    # the reference's pieces are drawn too: one piece cut in twelve windows has no such noise
+    pco = {}
+    for name, groups in (("per clip", None), ("one piece", np.zeros(12))):
+        low, high = compare.set_measure_intervals(many, real_seqs, lowest_pitch=cfg.lowest_pitch, real_groups=groups,
+                                                  n_resamples=200, rng=np.random.default_rng(0))["pitch_class_overlap"]
+        pco[name] = high - low
+    assert pco["per clip"] > pco["one piece"] > 0
+    with pytest.raises(MusicRLError, match="real_groups"):
+        compare.set_measure_intervals(many, real_seqs, lowest_pitch=cfg.lowest_pitch, real_groups=np.zeros(3),
+                                      n_resamples=20, rng=np.random.default_rng(0))
 
 
 def test_compare_to_real_gives_every_column_an_interval(rng):
@@ -194,6 +205,25 @@ def test_compare_to_real_gives_every_column_an_interval(rng):
                                     seed=0)
     assert repr(other["row"]) == repr(res["row"])  # repr: NaN equals itself
     assert repr(other["intervals"]) != repr(res["intervals"])
+
+
+def test_windows_of_one_piece_count_once_in_every_interval():
+    cfg = Config(n_steps=8)
+    real_seqs = sets.rand_progression_seqs(12, cfg, seed=1)
+    # 6 pieces, each seen 20 times (as overlapping windows are nearly): 6 draws of the source, not 120
+    gen = np.repeat(sets.rand_progression_seqs(6, cfg, seed=4), 20, axis=0)
+    kwargs = dict(lowest_pitch=cfg.lowest_pitch, n_resamples=200)
+    free = compare.set_measure_intervals(gen, real_seqs, rng=np.random.default_rng(0), **kwargs)
+    grouped = compare.set_measure_intervals(gen, real_seqs, gen_groups=np.repeat(np.arange(6), 20),
+                                            rng=np.random.default_rng(0), **kwargs)
+    width = {name: iv["in_key_rate"][1] - iv["in_key_rate"][0] for name, iv in (("free", free), ("grouped", grouped))}
+    assert width["grouped"] > 2 * width["free"]
+    result = {"row": {"seq_clf_acc": 0.7}, "seq_test": {"n_per_class": 200.0}, "d_test": {}, "d_full_test": {}}
+    wide = compare.row_intervals(result, {}, n_real_pieces=20, n_gen_pieces=400)["seq_clf_acc"]
+    narrow = compare.row_intervals(result, {}, n_real_pieces=400, n_gen_pieces=400)["seq_clf_acc"]
+    assert narrow == pytest.approx(intervals.wilson_interval(0.7 * 400, 400))
+    # 20 real pieces and 200 generated clips: 4 / (1/20 + 1/200) = 72.7 clips' worth
+    assert wide == pytest.approx(intervals.wilson_interval(0.7 * 73, 73))
 
 
 def test_compare_to_real_with_too_few_clips_leaves_tests_out(rng):

@@ -68,6 +68,16 @@ def test_bootstrap_of_several_statistics_shares_draws_and_ignores_nan(rng):
     assert np.isnan(lo[2]) and np.isnan(hi[2])
 
 
+def test_bootstrap_draws_each_sample_of_a_tuple_on_its_own(rng):
+    a, b = rng.normal(0.0, 1.0, size=400), np.full(50, 2.0)
+    lo, hi = bootstrap_interval((a, b), lambda s: s[0].mean() + s[1].mean(), n_resamples=500,
+                                rng=np.random.default_rng(0))
+    alone = bootstrap_interval(a, np.mean, n_resamples=500, rng=np.random.default_rng(0))
+    # a constant second sample shifts the interval and adds no width
+    assert hi - lo == pytest.approx(alone[1] - alone[0], rel=0.15)
+    assert lo < a.mean() + 2.0 < hi
+
+
 def test_bootstrap_is_seeded_and_a_constant_has_no_width():
     x = np.arange(50.0)
     a = bootstrap_interval(x, np.mean, n_resamples=100, rng=np.random.default_rng(5))
