@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import load_config
 from ..errors import MusicRLError
-from ..learning.train import load_policy
+from ..learning.load import load_policy
 from ..music.data import load_folder, resolve_data_dir, seqs_to_windows
 from ..music.midi import rand_midis
 from ..music.vectorize import midis_to_seqs

@@ -628,7 +628,7 @@ def resolve_data_dir(cfg: Config | None = None) -> Path:
     path = Path(cfg.data_dir).expanduser()
     if path.is_absolute():
         return path
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # musicrl/music/data.py -> the checkout
     base = root if (root / "pyproject.toml").is_file() else Path.cwd()
     return base / path
 

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -400,3 +401,11 @@ def test_load_default_builds_when_missing(tmp_path, monkeypatch):
     real_data = load_default(cfg, progress=False)
     assert calls == [tmp_path / "new"]
     assert real_data.n_pieces == 2
+
+
+def test_a_relative_data_dir_is_taken_from_the_checkout_whatever_the_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    checkout = Path(data.__file__).resolve().parents[2]
+    assert (checkout / "pyproject.toml").is_file()
+    assert data.resolve_data_dir(Config(data_dir="data/chorales")) == checkout / "data" / "chorales"
+    assert data.resolve_data_dir(Config(data_dir=str(tmp_path / "x"))) == tmp_path / "x"
