@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import time
@@ -38,6 +37,7 @@ import numpy as np
 from ..errors import MusicRLError
 from ..music.vectorize import check_seqs
 from ..seeding import as_rng
+from .intervals import wilson_interval
 
 __all__ = [
     "LISTENING_DIR",
@@ -60,7 +60,6 @@ __all__ = [
     "sets_digest",
     "study_of_run",
     "tally",
-    "wilson_interval",
 ]
 
 #: Folder of a run that holds one ``<session>.jsonl`` per listening session.
@@ -74,52 +73,6 @@ MAX_BODY_BYTES = 512
 MAX_LISTENER_CHARS = 40
 
 _SESSION_ID_RE = re.compile(r"^[0-9a-f]{16}$")
-
-
-# --------------------------------------------------------------------------
-# intervals
-
-
-def wilson_interval(k: int, n: int, *, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k / n``.
-
-    Unlike the normal approximation it stays inside [0, 1] and is not empty
-    at ``k = 0`` or ``k = n``, which matters for the few dozen trials of a
-    listening test.
-
-    Parameters
-    ----------
-    k : int
-        Successes, ``0 <= k <= n``.
-    n : int
-        Trials, ``n >= 0``.
-    z : float
-        Standard normal quantile of the interval (1.96: 95%).
-
-    Returns
-    -------
-    low, high : float
-        Bounds in [0, 1]; ``(0.0, 1.0)`` when ``n`` is 0 (no information).
-
-    Raises
-    ------
-    MusicRLError
-        For counts that are not ints with ``0 <= k <= n``, or ``z <= 0``.
-    """
-    for name, value in (("k", k), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise MusicRLError(f"{name} must be an int >= 0, got {value!r}")
-    if k > n:
-        raise MusicRLError(f"k must be at most n, got k={k}, n={n}")
-    if not (isinstance(z, (int, float)) and math.isfinite(z) and z > 0):
-        raise MusicRLError(f"z must be a finite number > 0, got {z!r}")
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # --------------------------------------------------------------------------
@@ -656,7 +609,7 @@ def listening_sets(run_dir: str | os.PathLike, *, n: int, seed: int) -> tuple[An
     cfg, sets : Config, dict of str to np.ndarray
         Each set of shape ``(n_i, n_steps, n_pitches)``.
     """
-    from .evaluate import load_eval_sets
+    from .sets import load_eval_sets
 
     eval_sets = load_eval_sets(run_dir, n=n, seed=seed, n_d_train=0)
     return eval_sets.cfg, {k: v for k, v in eval_sets.sets.items() if k in ("real", "pretrained", "agent")}

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import MusicRLError
 from .checks import read_json
+from .listen import listening_summary
 
 __all__ = [
     "COLUMN_DOCS",
@@ -206,8 +207,13 @@ def _sizes_text(sizes: Any) -> str:
     return ", ".join(f"{k} {v}" for k, v in sizes.items()) + " clips"
 
 
-def report_markdown(evaluation: dict[str, Any], plot_files: Sequence[str]) -> str:
-    """The text of ``report.md``: the run, the table, its legend, MGEval per feature, the plots and notes."""
+def report_markdown(evaluation: dict[str, Any], plot_files: Sequence[str], *, listening: str | None = None) -> str:
+    """The text of ``report.md``: the run, the table, its legend, MGEval per feature, the plots and notes.
+
+    ``listening`` is the markdown of the run's listening tests
+    (:func:`~musicrl.evaluation.listen.listening_summary`), shown in a
+    section of its own when given.
+    """
     data = evaluation.get("data", {})
     settings = evaluation.get("settings", {})
     split = "held-out" if data.get("split") == "heldout" else "training"
@@ -278,16 +284,22 @@ def report_markdown(evaluation: dict[str, Any], plot_files: Sequence[str]) -> st
             "mgeval.png": "MGEval overlapping area per feature",
         }
         lines += [f"![{captions.get(f, f)}]({f})\n" for f in plot_files]
+    if listening:
+        lines += ["", listening.strip()]
     if evaluation.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in evaluation["notes"]]
     return "\n".join(lines) + "\n"
 
 
 def write_report_files(folder: Path, evaluation: dict[str, Any], plot_files: Sequence[str] = ()) -> list[Path]:
-    """Write ``metrics.json`` and ``report.md`` (which shows ``plot_files``) into ``folder``; their paths."""
+    """Write ``metrics.json`` and ``report.md`` (which shows ``plot_files``) into ``folder``; their paths.
+
+    ``report.md`` includes the tallies of the listening tests held on the run,
+    where there are any.
+    """
     evaluation = check_evaluation(evaluation, "evaluation")
     _write_text(folder / EVALUATION_FILE, json.dumps(_json_ready(evaluation), indent=1) + "\n")
-    _write_text(folder / REPORT_FILE, report_markdown(evaluation, plot_files))
+    _write_text(folder / REPORT_FILE, report_markdown(evaluation, plot_files, listening=listening_summary(folder)))
     return [folder / EVALUATION_FILE, folder / REPORT_FILE]
 
 

@@ -566,3 +566,17 @@ def test_critic_comparison_trains_each_architecture_on_the_same_sets(runs):
     assert again["seq"]["random"] == acc["seq"]["random"]  # same seed, same folds and weights
     with pytest.raises(MusicRLError, match="d_arch"):
         evaluate.critic_comparison(ev, archs=("transformer",), epochs=1)
+
+
+def test_the_report_shows_the_listening_tests_held_on_the_run(evaluated, tmp_path):
+    evaluation = evaluated[3]
+    assert "## Listening tests" not in evaluated[4]
+    header = {"kind": "session", "session": "a" * 16, "mode": "identify", "sets": ["real", "agent"], "digest": "x",
+              "seed": 0, "n_trials": 2, "listener": "ann", "created": 0}
+    answers = [{"kind": "answer", "trial": t, "chosen": name, "rating": None, "correct": name == "real"}
+               for t, name in enumerate(["real", "agent"])]
+    (tmp_path / "listening").mkdir()
+    (tmp_path / "listening" / f"{'a' * 16}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [header, *answers]))
+    report.write_report_files(tmp_path, evaluation)
+    text = (tmp_path / report.REPORT_FILE).read_text()
+    assert "## Listening tests" in text and "| ann | 2 | 0.50 [" in text

@@ -26,6 +26,7 @@ from musicrl.cli import main
 from musicrl.config import Config
 from musicrl.errors import MusicRLError
 from musicrl.evaluation import listen
+from musicrl.evaluation.intervals import wilson_interval
 from musicrl.evaluation.listen_server import ListeningServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,36 +54,6 @@ def make_study(mode="identify", n=(6, 5), **fields):
     cfg = small_cfg(**fields)
     names = ("real", "agent") if mode == "identify" else ("pretrained", "agent")
     return listen.Study(mode, names, (chord_seqs(n[0], cfg, 1), chord_seqs(n[1], cfg, 2)), cfg)
-
-
-# --------------------------------------------------------------------------
-# Wilson interval
-
-
-def test_wilson_interval_matches_known_values():
-    # values of the closed form, e.g. Newcombe (1998), table I: 0/10 -> [0, 0.2775], 15/148 -> [0.0624, 0.1605]
-    np.testing.assert_allclose(listen.wilson_interval(0, 10), (0.0, 0.27753), atol=1e-4)
-    np.testing.assert_allclose(listen.wilson_interval(15, 148), (0.06236, 0.16049), atol=1e-4)
-    np.testing.assert_allclose(listen.wilson_interval(10, 20), (0.29929, 0.70071), atol=1e-4)
-
-
-@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (3, 7), (20, 20), (500, 1000)])
-def test_wilson_interval_holds_the_share_and_mirrors(k, n):
-    low, high = listen.wilson_interval(k, n)
-    assert 0.0 <= low <= k / n <= high <= 1.0
-    mirror = listen.wilson_interval(n - k, n)
-    np.testing.assert_allclose((1 - high, 1 - low), mirror, atol=1e-12)
-    wider = listen.wilson_interval(k, n, z=2.58)
-    assert wider[0] <= low and wider[1] >= high
-
-
-def test_wilson_interval_without_trials_and_bad_counts():
-    assert listen.wilson_interval(0, 0) == (0.0, 1.0)
-    for k, n in [(3, 2), (-1, 4), (1.0, 2), (True, 2)]:
-        with pytest.raises(MusicRLError, match="k|n"):
-            listen.wilson_interval(k, n)
-    with pytest.raises(MusicRLError, match="z"):
-        listen.wilson_interval(1, 2, z=0)
 
 
 # --------------------------------------------------------------------------
@@ -238,9 +209,9 @@ def test_tally_counts_per_listener_and_pooled(tmp_path):
     assert prefer["pooled"]["chosen"] == {"pretrained": 1, "agent": 2} and prefer["pooled"]["correct"] == 0
 
     text = listen.results_markdown([identify, prefer])
-    low, high = listen.wilson_interval(4, 6)
+    low, high = wilson_interval(4, 6)
     assert f"| all listeners | 6 | {4 / 6:.2f} [{low:.2f}, {high:.2f}] | 3.33 (n=3) |" in text
-    low, high = listen.wilson_interval(2, 3)
+    low, high = wilson_interval(2, 3)
     assert f"{2 / 3:.2f} [{low:.2f}, {high:.2f}] | -" in text
     assert "which one do you prefer?" in text and "which one is the real chorale?" in text
 
@@ -665,5 +636,5 @@ def test_the_page_in_a_browser(tmp_path, capsys):
     code = main(["listen", "--run", str(run_dir), "--results"])
     out = capsys.readouterr().out
     k = sum(correct)
-    low, high = listen.wilson_interval(k, 3)
+    low, high = wilson_interval(k, 3)
     assert code == 0 and f"| tester | 3 | {k / 3:.2f} [{low:.2f}, {high:.2f}] | 4.00 (n=1) |" in out
