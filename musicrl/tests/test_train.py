@@ -549,7 +549,7 @@ def test_a_64_step_run_trains_and_samples_pieces_of_64_beats(tmp_path):
     assert result.status == "finished"
     assert [row["iteration"] for row in read_metrics(run_paths(result.run_dir).metrics)] == [1, 2]
     beats = []
-    for path in training.sample_from_run(result.run_dir, 3, tmp_path / "gen", wav=False):
+    for path in sample_from_run(result.run_dir, 3, tmp_path / "gen", wav=False):
         midi = load_midi(path)
         seq = midi_to_seq(midi, step_beats=cfg.step_beats, lowest_pitch=cfg.lowest_pitch)
         assert seq.any() and len(seq) <= 64
