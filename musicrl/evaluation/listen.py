@@ -37,6 +37,7 @@ import numpy as np
 from ..errors import MusicRLError
 from ..music.vectorize import check_seqs
 from ..seeding import as_rng
+from ..store.runs import read_jsonl
 from .intervals import wilson_interval
 
 __all__ = [
@@ -390,19 +391,7 @@ def parse_listener(body: bytes) -> str:
 
 def read_session_file(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The lines of a session file, skipping a torn or unreadable line (a write cut short)."""
-    records = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise MusicRLError(f"cannot read listening session {str(path)!r}: {e.strerror or e}") from None
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    return [record for record in read_jsonl(path, what="listening session") if isinstance(record, dict)]
 
 
 def read_sessions(run_dir: str | os.PathLike) -> list[list[dict[str, Any]]]:

@@ -391,9 +391,6 @@ def _paired_stats(
     Measures of :data:`BETTER` are better one way; with ``reals`` (each pair's real-set row), those of
     :data:`TOWARD_REAL` are better closer to the real value, and the verdict is on the distance.
     """
-    def noise(rows: Sequence[dict[str, Any]], m: str) -> np.ndarray:
-        return np.array([_float(row.get(f"{m}{_HW}")) for row in rows])
-
     out = []
     measures = [(m, sign) for m, sign in BETTER.items()]
     if reals is not None:
@@ -410,7 +407,7 @@ def _paired_stats(
         gain = sign * change if sign else np.abs(b - r) - np.abs(a - r)
         spread = max(b.std(ddof=1), a.std(ddof=1)) if len(a) > 1 else math.nan
         # one seed's change is two evaluations, each with its own noise
-        eval_noise = _rms(np.hypot(noise([p[0] for p in pairs], m), noise([p[1] for p in pairs], m))[ok])
+        eval_noise = _rms(np.hypot(_eval_noise([p[0] for p in pairs], m), _eval_noise([p[1] for p in pairs], m))[ok])
         margin = math.hypot(spread, eval_noise)
         beats = bool(len(a) > 1 and gain.mean() > margin and np.all(gain > 0))
         out.append({"measure": m, "better": {1: "higher", -1: "lower", 0: "toward real"}[sign],

@@ -41,6 +41,7 @@ __all__ = [
     "is_run_dir",
     "new_run_dir",
     "package_versions",
+    "read_jsonl",
     "read_metrics",
     "read_samples",
     "resolve_run_dir",
@@ -329,25 +330,35 @@ def _finite_or_none(v: Any) -> Any:
     return v
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` (a run folder also works), skipping a torn last line."""
-    path = Path(path)
-    if path.is_dir():
-        path = run_paths(path).metrics
-    rows = []
+def read_jsonl(path: str | os.PathLike, *, what: str) -> list[Any]:
+    """The values of a JSON-lines file, one per line, skipping blank lines and torn or unreadable ones.
+
+    An append-only log can end in a line cut short by a crash; everything
+    written before it is kept. ``what`` names the file in the error raised
+    when it cannot be read at all.
+    """
     try:
-        lines = path.read_text().splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as e:
-        raise MusicRLError(f"cannot read metrics {str(path)!r}: {e.strerror or e}") from None
+        raise MusicRLError(f"cannot read {what} {str(path)!r}: {e.strerror or e}") from None
+    values = []
     for line in lines:
         line = line.strip()
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
+            values.append(json.loads(line))
         except ValueError:
             continue
-    return rows
+    return values
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` (a run folder also works), skipping a torn last line."""
+    path = Path(path)
+    if path.is_dir():
+        path = run_paths(path).metrics
+    return read_jsonl(path, what="metrics")
 
 
 def write_samples(
