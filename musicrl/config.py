@@ -122,7 +122,7 @@ class Config:
 
     # --- reward -------------------------------------------------------------
     reward_kind: str = "log_d"
-    """Reward potential from D's logit: 'log_d' (log D) or 'logit' (log D - log(1 - D))."""
+    """Reward potential from D's logit: 'log_d' (log D), 'logit' (log D - log(1 - D)) or 'neg_log_1m_d' (-log(1 - D), GAPT's)."""
     reward_dense: bool = False
     """Pay the reward at every step as the change of the potential (False: all at the end)."""
     reward_prefixes: bool = False
@@ -135,6 +135,8 @@ class Config:
     """Decay of the moving-average baseline of the returns, in [0, 1)."""
     reward_normalize: bool = False
     """Standardize returns by their running mean and std before the policy update."""
+    gae_lambda: float = 1.0
+    """GAE's lambda of the advantages against the value head, in [0, 1] (1: the return minus the value; below 1 needs ``value_head`` and no ``reward_normalize``)."""
 
     # --- agent (policy) -----------------------------------------------------
     policy_head: str = "vocab"
@@ -196,6 +198,12 @@ class Config:
     """Wall-clock budget of one ``train`` call in minutes, pretraining included (0: none)."""
     d_steps: int = 1
     """D updates per iteration, each on fresh real clips against the iteration's generated clips."""
+    curriculum_start: int = 0
+    """Curriculum of lengths: the first adversarial pieces have this many chords, doubling every ``curriculum_iterations`` iterations up to ``n_steps`` (0: always ``n_steps``). D hears the shorter pieces, real and generated, followed by rests."""
+    curriculum_iterations: int = 100
+    """Adversarial iterations at each length of the curriculum."""
+    d_fooled_threshold: float = 0.0
+    """Update D only in iterations whose batch fools it: D's mean probability of 'real' on the generated clips at least this, in [0, 1) (0: always update; GAPT's gate)."""
     pretrain_steps: int = 300
     """Maximum-likelihood steps of the policy on real windows before adversarial training (0: none)."""
     pretrain_minutes: float = 0.0
@@ -323,7 +331,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "d_loss_steps": ("all", "last"),
     "d_gp_kind": ("r1", "wgan_gp"),
     "d_loudness_norm": ("none", "frame", "running"),
-    "reward_kind": ("log_d", "logit"),
+    "reward_kind": ("log_d", "logit", "neg_log_1m_d"),
     "on_nonfinite": ("stop", "skip"),
     "policy_head": ("vocab", "bernoulli"),
     "kl_schedule": ("constant", "linear", "cosine"),
@@ -336,8 +344,8 @@ _POSITIVE = (
     "d_channels", "d_lstm_units", "d_learning_rate", "d_replay_capacity",
 )
 _NON_NEGATIVE = ("seed", "attack", "release", "fmin", "transpose")
-_NON_NEGATIVE += ("d_gp_weight", "reward_clip", "d_head_units")
-_POSITIVE += ("batch_size", "d_steps", "checkpoint_every", "keep_checkpoints", "n_saved_samples",
+_NON_NEGATIVE += ("d_gp_weight", "reward_clip", "d_head_units", "curriculum_start")
+_POSITIVE += ("batch_size", "d_steps", "curriculum_iterations", "checkpoint_every", "keep_checkpoints", "n_saved_samples",
               "collapse_every")
 _NON_NEGATIVE += ("iterations", "minutes", "real_mel_cache", "pretrain_steps", "pretrain_minutes", "sample_every")
 _POSITIVE += ("top_db", "fmax")
@@ -390,6 +398,12 @@ def _check_values(cfg: Config) -> None:
     if cfg.reward_dense and cfg.reward_prefixes:
         raise MusicRLError("config fields 'reward_dense' and 'reward_prefixes' cannot both be true: "
                            "rewards are dense shaping of the end reward or paid for every prefix")
+    if cfg.curriculum_start >= cfg.n_steps:
+        raise MusicRLError(f"config field 'curriculum_start' must be below n_steps={cfg.n_steps} (0: no curriculum), "
+                           f"got {cfg.curriculum_start}")
+    if cfg.gae_lambda < 1 and (not cfg.value_head or cfg.reward_normalize):
+        raise MusicRLError(f"config field 'gae_lambda'={cfg.gae_lambda:g} below 1 needs value_head=true (GAE "
+                           "weighs the value head's estimates) and reward_normalize=false (it reads raw rewards)")
     if cfg.reward_prefixes and cfg.d_loss_steps != "all":
         raise MusicRLError("config field 'reward_prefixes' needs d_loss_steps='all': a reward for every prefix "
                            f"reads D's logit of every step, which d_loss_steps={cfg.d_loss_steps!r} leaves untrained")
@@ -432,6 +446,8 @@ def _check_ranges(cfg: Config) -> None:
         ("mle_own_share", 0.0, 1.0, False),
         ("policy_dropout", 0.0, 1.0, True),
         ("reward_gamma", 0.0, 1.0, False),
+        ("gae_lambda", 0.0, 1.0, False),
+        ("d_fooled_threshold", 0.0, 1.0, True),
         ("reward_baseline_decay", 0.0, 1.0, True),
         ("ppo_clip", 0.0, 1.0, True),
     ):

@@ -265,6 +265,7 @@ _PIECE_MEANS = {
     "n_pitches_used": lambda on, lp: metrics.n_pitches_used(on).astype(np.float64),
     "pitch_range": lambda on, lp: metrics.pitch_range(on),
     "used_pitch_classes": lambda on, lp: metrics.used_pitch_classes(on, lowest_pitch=lp),
+    "pitch_class_entropy": lambda on, lp: metrics.pitch_class_entropy(on, lowest_pitch=lp),
     "key_correlation": lambda on, lp: metrics.estimate_key(on, lowest_pitch=lp)[2],
     "distinct_chord_ratio": lambda on, lp: metrics.distinct_chord_ratio(on),
 }

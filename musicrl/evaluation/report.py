@@ -76,6 +76,7 @@ COLUMN_DOCS: dict[str, str] = {
     "n_pitches_used": "distinct pitches per piece",
     "pitch_range": "semitones from the lowest to the highest note of a piece",
     "used_pitch_classes": "distinct pitch classes per piece",
+    "pitch_class_entropy": "entropy in bits of a piece's pitch-class histogram, mean over pieces",
     "qualified_note_rate": "share of notes lasting at least two steps (MuseGAN's qualified notes)",
     "in_key_rate": "share of notes in the piece's estimated key",
     "key_correlation": "correlation of a piece's pitch classes with its best Krumhansl-Kessler key profile",

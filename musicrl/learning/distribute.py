@@ -407,6 +407,10 @@ class OneDevice(_Place):
         """:meth:`DiscriminatorTrainer.train_and_score`: one update of D, and its logits of ``gen_x`` before it."""
         return trainer.train_and_score(real_x, gen_x)
 
+    def score_d(self, trainer: DiscriminatorTrainer, gen_x: Any) -> np.ndarray:
+        """:meth:`DiscriminatorTrainer.step_logits`: D's per-step logits of ``gen_x``, no update."""
+        return trainer.step_logits(gen_x)
+
     def train_d(self, trainer: DiscriminatorTrainer, real_x: Any, gen_x: Any) -> dict[str, float]:
         """:meth:`DiscriminatorTrainer.train_step`: one update of D."""
         return trainer.train_step(real_x, gen_x)
@@ -427,7 +431,7 @@ class Distribution(_Place):
 
     The steps of D (:class:`_ReplicaD`) and of the policy
     (:class:`_ReplicaPolicy`) run per replica through this object; they are
-    its methods ``score``, ``train_d``, ``train_and_score``,
+    its methods ``score``, ``score_d``, ``train_d``, ``train_and_score``,
     ``pretrain_step`` and ``reinforce_step``, as on :class:`OneDevice`.
 
     Parameters
@@ -463,6 +467,7 @@ class Distribution(_Place):
         self._fns: dict[tuple, Any] = {}
         d_steps, policy_steps = _ReplicaD(self), _ReplicaPolicy(self)
         self.score, self.train_d, self.train_and_score = d_steps.score, d_steps.train_d, d_steps.train_and_score
+        self.score_d = d_steps.score_d
         self.pretrain_step, self.reinforce_step = policy_steps.pretrain_step, policy_steps.reinforce_step
 
     def __repr__(self) -> str:
@@ -640,6 +645,10 @@ class _ReplicaD:
         """
         logits = self.score(trainer.model, gen_x)
         return self.train_d(trainer, real_x, gen_x), logits
+
+    def score_d(self, trainer: DiscriminatorTrainer, gen_x: Any) -> np.ndarray:
+        """D's logits of every worker's ``gen_x`` (:meth:`score`), no update."""
+        return self.score(trainer.model, gen_x)
 
 
 class _ReplicaPolicy:

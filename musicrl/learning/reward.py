@@ -6,7 +6,11 @@ the clip's logit is that of its last step. With ``D = sigmoid(l)``:
 
 * ``kind="log_d"``: the potential is ``log D = -softplus(-l)`` (always <= 0),
   computed without ever forming ``log(0)``, so logits of +-1000 stay finite;
-* ``kind="logit"``: the potential is ``log D - log(1 - D)``, which equals ``l``.
+* ``kind="logit"``: the potential is ``log D - log(1 - D)``, which equals ``l``;
+* ``kind="neg_log_1m_d"``: the potential is ``-log(1 - D) = softplus(l)``
+  (always >= 0), the generator's reward of the non-saturating GAN loss as
+  GAPT uses it: it grows without bound as D is fooled, where ``log D``
+  saturates at 0.
 
 The optional clipping bounds the potential to ``[-clip, clip]``. The potential
 ``phi_t`` is paid
@@ -41,12 +45,13 @@ __all__ = [
     "RunningMeanStd",
     "advantages",
     "discounted_returns",
+    "gae_advantages",
     "logits_to_potentials",
     "logits_to_rewards",
     "reward_kwargs",
 ]
 
-REWARD_KINDS = ("log_d", "logit")
+REWARD_KINDS = ("log_d", "logit", "neg_log_1m_d")
 
 
 def _is_tensor(x: Any) -> bool:
@@ -94,8 +99,9 @@ def logits_to_potentials(step_logits: Any, *, kind: str = "log_d", clip: float |
     ----------
     step_logits : array-like or tf.Tensor, shape=(batch, n_steps)
         D's causal logit per chord step.
-    kind : {'log_d', 'logit'}
-        ``log D`` (stable log-sigmoid) or ``log D - log(1 - D)`` (the logit).
+    kind : {'log_d', 'logit', 'neg_log_1m_d'}
+        ``log D`` (stable log-sigmoid), ``log D - log(1 - D)`` (the logit) or
+        ``-log(1 - D)`` (stable softplus).
     clip : float or None
         Bound the potential to ``[-clip, clip]``; None or 0 for no bound.
 
@@ -109,12 +115,15 @@ def logits_to_potentials(step_logits: Any, *, kind: str = "log_d", clip: float |
     if _is_tensor(logits):
         import tensorflow as tf
 
-        phi = -tf.nn.softplus(-logits) if kind == "log_d" else logits
+        phi = {"log_d": lambda: -tf.nn.softplus(-logits), "logit": lambda: logits,
+               "neg_log_1m_d": lambda: tf.nn.softplus(logits)}[kind]()
         if clip is not None:
             phi = tf.clip_by_value(phi, -clip, clip)
         return phi
     # logaddexp(0, -l) = softplus(-l) without overflow for large |l|
-    phi = -np.logaddexp(np.float32(0), -logits) if kind == "log_d" else logits.copy()
+    zero = np.float32(0)
+    phi = {"log_d": lambda: -np.logaddexp(zero, -logits), "logit": logits.copy,
+           "neg_log_1m_d": lambda: np.logaddexp(zero, logits)}[kind]()
     if clip is not None:
         phi = np.clip(phi, -clip, clip)
     return phi.astype(np.float32, copy=False)
@@ -135,8 +144,8 @@ def logits_to_rewards(
     ----------
     step_logits : array-like or tf.Tensor, shape=(batch, n_steps)
         D's causal logit per chord step (the last one is the clip's logit).
-    kind : {'log_d', 'logit'}
-        Potential: ``log D`` or ``log D - log(1 - D)``.
+    kind : {'log_d', 'logit', 'neg_log_1m_d'}
+        Potential: ``log D``, ``log D - log(1 - D)`` or ``-log(1 - D)``.
     dense : bool
         False: zeros, then the final potential on the last step. True: step
         ``t`` earns ``phi_t - phi_(t-1)`` with ``phi_(-1) = 0``; the rewards of
@@ -228,6 +237,47 @@ def discounted_returns(rewards: Any, *, gamma: float = 1.0) -> Any:
     acc = np.zeros(r.shape[0], dtype=np.float64)
     for t in range(r.shape[1] - 1, -1, -1):
         acc = r[:, t] + gamma * acc
+        out[:, t] = acc
+    return out
+
+
+def gae_advantages(rewards: np.ndarray, values: np.ndarray, *, gamma: float = 1.0, lam: float = 0.95) -> np.ndarray:
+    """Generalized advantage estimates (Schulman et al. 2016) of every step.
+
+    ``delta_t = r_t + gamma * V_(t+1) - V_t`` with ``V_n = 0`` (the episode
+    ends), and ``A_t = sum_k (gamma * lam)**k * delta_(t+k)``. ``lam = 1``
+    gives ``G_t - V_t`` (the return against the value baseline), ``lam = 0``
+    the one-step temporal difference: lower ``lam`` trades the return's
+    variance for the value estimate's bias, and lets the credit of a reward
+    fall mostly on the steps just before it.
+
+    Parameters
+    ----------
+    rewards : array-like, shape=(batch, n_steps)
+    values : array-like, shape=(batch, n_steps)
+        The value estimate ``V_t`` of the state before step ``t``'s action.
+    gamma : float
+        Discount in [0, 1].
+    lam : float
+        GAE's lambda in [0, 1].
+
+    Returns
+    -------
+    advantages : np.ndarray, shape=(batch, n_steps), dtype=float32
+    """
+    gamma = _check_gamma(gamma)
+    if not (np.isfinite(lam) and 0 <= lam <= 1):
+        raise MusicRLError(f"GAE lambda must be in [0, 1], got {lam!r}")
+    r = _check_batch(rewards, "rewards")
+    v = _check_batch(values, "values")
+    if v.shape != r.shape:
+        raise MusicRLError(f"values must have the shape of rewards {r.shape}, got {v.shape}")
+    next_v = np.concatenate([v[:, 1:], np.zeros_like(v[:, :1])], axis=1)
+    delta = r + gamma * next_v - v
+    out = np.empty_like(r)
+    acc = np.zeros(r.shape[0], dtype=np.float64)
+    for t in range(r.shape[1] - 1, -1, -1):
+        acc = delta[:, t] + gamma * lam * acc
         out[:, t] = acc
     return out
 

@@ -77,6 +77,7 @@ from .reward import (
     RunningMeanStd,
     advantages,
     discounted_returns,
+    gae_advantages,
     logits_to_rewards,
     reward_kwargs,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "build_train_state",
+    "episode_steps",
     "load_real_data",
     "load_train_state",
     "print_data_report",
@@ -971,27 +973,31 @@ def _adversarial_iteration(state: TrainState, run: _Run) -> _Iteration:
     # 1. play a batch of episodes (under a strategy: this worker's share)
     rng = _loop_rng(state, dist, _ROLLOUT_STREAM, iteration)
     n_play = dist.worker_batch(cfg.batch_size)
-    episodes = state.policy.sample(n_play, rng, n_steps=cfg.n_steps)
+    length = episode_steps(iteration, n_steps=cfg.n_steps, start=cfg.curriculum_start,
+                           every=cfg.curriculum_iterations)
+    episodes = state.policy.sample(n_play, rng, n_steps=length)
     t1 = time.perf_counter()
 
-    # 2. listen: seqs -> log-mels through the batched fast path (real clips alike)
-    gen_x = _d_inputs(episodes.seqs, cfg)
-    real_xs = [_d_inputs(sample_real_seqs(run.real_windows, n_play, rng, transpose=cfg.transpose), cfg,
-                         run.real_mels) for _ in range(cfg.d_steps)]
+    # 2. listen: seqs -> log-mels through the batched fast path (real clips alike); pieces of a
+    # curriculum's shorter length are followed by rests, real and generated the same
+    gen_x = _d_inputs(_rests_after(episodes.seqs, length, cfg.n_steps), cfg)
+    real_xs = [_d_inputs(_rests_after(sample_real_seqs(run.real_windows, n_play, rng, transpose=cfg.transpose),
+                                      length, cfg.n_steps), cfg, run.real_mels) for _ in range(cfg.d_steps)]
     t2 = time.perf_counter()
 
     # 3. score: D's first update comes with its logits of the batch from before it (under a strategy, of
     # every worker's episodes, so all compute the same advantages) -> rewards -> returns -> advantages
-    d_stats, pred_gen = dist.train_and_score(state.d, real_xs[0], gen_x)
+    d_stats, pred_gen = _score_and_first_d_update(state, run, real_xs[0], gen_x, length)
     t_first_d = time.perf_counter() - t2
     _check_finite(where, {"D logits (rewards)": pred_gen})
-    _check_finite(where, {"D loss": d_stats["loss"]})
+    if d_stats["updated"]:
+        _check_finite(where, {"D loss": d_stats["loss"]})
     rewards, returns, baseline, adv = _advantages(state, run, pred_gen, episodes, where)
     t3 = time.perf_counter()
 
     # 4. update D on real vs generated clips (its first update done above)
-    for real_x in real_xs[1:]:
-        d_stats = dist.train_d(state.d, real_x, gen_x)
+    for real_x in real_xs[1:] if d_stats["updated"] else ():
+        d_stats = {**dist.train_d(state.d, real_x, gen_x), "updated": 1.0}
         _check_finite(where, {"D loss": d_stats["loss"]})
     t4 = time.perf_counter()
 
@@ -1005,10 +1011,66 @@ def _adversarial_iteration(state: TrainState, run: _Run) -> _Iteration:
                       clock=(t1, t2, t3, t4, t5), t_first_d=t_first_d)
 
 
+def episode_steps(iteration: int, *, n_steps: int, start: int = 0, every: int = 100) -> int:
+    """Chords of the pieces played at an adversarial iteration under a curriculum of lengths.
+
+    ``start`` chords at iterations 1..``every``, twice as many for the next
+    ``every`` iterations, and so on up to ``n_steps``; ``start = 0`` is no
+    curriculum (always ``n_steps``).
+
+    Parameters
+    ----------
+    iteration : int
+        Adversarial iteration, from 1.
+    n_steps, start, every : int
+        The config's ``n_steps``, ``curriculum_start`` and ``curriculum_iterations``.
+
+    Returns
+    -------
+    steps : int
+    """
+    if not start:
+        return n_steps
+    return min(n_steps, start * 2 ** ((iteration - 1) // every))
+
+
+def _rests_after(seqs: np.ndarray, length: int, n_steps: int) -> np.ndarray:
+    """(batch, >= length, ...) -> (batch, n_steps, ...): zeros (rests, no reward) after the first ``length`` steps."""
+    if length >= n_steps and seqs.shape[1] == n_steps:
+        return seqs
+    out = np.zeros((len(seqs), n_steps, *seqs.shape[2:]), dtype=seqs.dtype)
+    out[:, :length] = seqs[:, :length]
+    return out
+
+
+def _score_and_first_d_update(state: TrainState, run: _Run, real_x: np.ndarray, gen_x: np.ndarray,
+                              length: int) -> tuple[dict[str, float], np.ndarray]:
+    """D's logits of the batch from before its first update, and that update's figures.
+
+    Under ``d_fooled_threshold`` D first only listens; it is updated when the
+    batch fooled it often enough (GAPT's gate: a critic that keeps winning
+    stops learning until the policy catches up). The figures of a skipped
+    update are NaN (not measured; null in metrics.jsonl) with ``updated`` 0.
+    """
+    cfg, dist = state.cfg, run.dist
+    if not cfg.d_fooled_threshold:
+        d_stats, pred_gen = dist.train_and_score(state.d, real_x, gen_x)
+        return {**d_stats, "updated": 1.0}, pred_gen
+    pred_gen = dist.score_d(state.d, gen_x)
+    fooled = float(np.mean(1.0 / (1.0 + np.exp(-pred_gen[:, length - 1]))))
+    if fooled < cfg.d_fooled_threshold:
+        skipped = dict.fromkeys(("loss", "loss_real", "loss_gen", "gp", "acc_real", "acc_gen"), float("nan"))
+        return {**skipped, "updated": 0.0}, pred_gen
+    return {**dist.train_d(state.d, real_x, gen_x), "updated": 1.0}, pred_gen
+
+
 def _advantages(state: TrainState, run: _Run, pred_gen: np.ndarray, episodes: Any, where: str) -> tuple:
     """D's per-step logits -> (rewards, returns, baseline, advantages); updates the run's statistics."""
     cfg = state.cfg
-    rewards = logits_to_rewards(pred_gen, **reward_kwargs(cfg))
+    length = episodes.seqs.shape[1]
+    # a curriculum's shorter pieces earn their rewards over their own steps; the rests after them earn 0,
+    # so the per-step baseline keeps one shape over the whole run
+    rewards = _rests_after(logits_to_rewards(pred_gen[:, :length], **reward_kwargs(cfg)), length, cfg.n_steps)
     # before the normalizer sees them: it stops on a NaN with an error that cannot be skipped
     _check_finite(where, {"rewards": rewards})
     returns = discounted_returns(rewards, gamma=cfg.reward_gamma)
@@ -1017,7 +1079,10 @@ def _advantages(state: TrainState, run: _Run, pred_gen: np.ndarray, episodes: An
         returns = state.normalizer.normalize(returns)
     if cfg.value_head:
         # the value head's estimate of each step's return
-        baseline = run.dist.gather(episodes.values)
+        baseline = _rests_after(run.dist.gather(episodes.values), length, cfg.n_steps)
+        if cfg.gae_lambda < 1:
+            adv = gae_advantages(rewards, baseline, gamma=cfg.reward_gamma, lam=cfg.gae_lambda)
+            return rewards, returns, baseline, cfg.pg_coef * adv
     elif state.baseline.n_updates == 0:
         # the first batch is its own baseline: a start at 0 would push every episode down
         baseline = state.baseline.update(returns)
@@ -1034,6 +1099,8 @@ def _policy_update(state: TrainState, run: _Run, episodes: Any, adv: np.ndarray,
     kl_coef = kl_weight(iteration, start=cfg.kl_coef, end=cfg.kl_coef_end,
                         iterations=cfg.kl_schedule_iterations, schedule=cfg.kl_schedule)
     rows = run.dist.worker_rows(cfg.batch_size)  # this worker's episodes
+    length = episodes.seqs.shape[1]  # shorter than n_steps under a curriculum
+    adv, returns = adv[:, :length], returns[:, :length]
     # PPO: later passes over the batch are judged against the policy that played it
     old_log_prob = episodes.log_probs if cfg.ppo_epochs > 1 else None
     for epoch in range(cfg.ppo_epochs):
@@ -1094,13 +1161,14 @@ def _metrics_row(state: TrainState, run: _Run, done: _Iteration, t0: float) -> d
         "time_s": round(state.train_seconds + time.perf_counter() - run.wall_start, 3),
         "reward_mean": float(episode_returns.mean()),
         "reward_std": float(episode_returns.std()),
-        "d_prob_gen": float(np.mean(1.0 / (1.0 + np.exp(-done.pred_gen[:, -1])))),
+        "d_prob_gen": float(np.mean(1.0 / (1.0 + np.exp(-done.pred_gen[:, done.episodes.seqs.shape[1] - 1])))),
         "d_loss": d_stats["loss"],
         "d_loss_real": d_stats["loss_real"],
         "d_loss_gen": d_stats["loss_gen"],
         "d_gp": d_stats["gp"],
         "d_acc_real": d_stats["acc_real"],
         "d_acc_gen": d_stats["acc_gen"],
+        "d_updated": d_stats["updated"],
         "policy_loss": pg_stats["loss"],
         "pg_loss": pg_stats["pg_loss"],
         "entropy": pg_stats["entropy"],
@@ -1119,6 +1187,8 @@ def _metrics_row(state: TrainState, run: _Run, done: _Iteration, t0: float) -> d
         row["mle_nll"] = done.mle_nll
     if cfg.ppo_epochs > 1:
         row["ppo_clip_frac"] = pg_stats["clip_frac"]
+    if cfg.curriculum_start:
+        row["episode_steps"] = done.episodes.seqs.shape[1]
     if done.iteration % cfg.collapse_every == 0 or done.iteration == 1:
         row.update(_collapse_measures(run.dist.gather(done.episodes.seqs), run.real_ref, cfg))
     return row

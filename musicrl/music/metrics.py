@@ -64,6 +64,7 @@ __all__ = [
     "key_consistency",
     "n_pitches_used",
     "pitch_class_histogram",
+    "pitch_class_entropy",
     "pitch_class_overlap",
     "pitch_range",
     "polyphony",
@@ -196,6 +197,24 @@ def pitch_class_histogram(
     total = counts.sum(axis=-1, keepdims=True)
     hist = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
     return hist[0] if pooled else hist
+
+
+def pitch_class_entropy(seqs: np.ndarray, *, lowest_pitch: int = 36) -> np.ndarray:
+    """Shannon entropy in bits of each piece's pitch-class histogram (MusPy's pitch-class entropy).
+
+    0 for a piece on one pitch class, ``log2(12) = 3.58`` for all twelve
+    used equally; a diatonic piece with its tonic triad stressed lies near
+    2.5-3. Notes are duration-weighted as in :func:`pitch_class_histogram`.
+
+    Returns
+    -------
+    entropy : np.ndarray, shape=(batch,), dtype=float64
+        NaN for an empty piece.
+    """
+    hist = pitch_class_histogram(seqs, lowest_pitch=lowest_pitch)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(hist > 0, -hist * np.log2(np.where(hist > 0, hist, 1.0)), 0.0)
+    return np.where(hist.sum(axis=-1) > 0, terms.sum(axis=-1), np.nan)
 
 
 def n_pitches_used(seqs: np.ndarray) -> np.ndarray:
@@ -1111,7 +1130,8 @@ def summarize(
     -------
     summary : dict of str to float
         ``empty_step_rate``, ``polyphony``, ``n_pitches_used``, ``pitch_range``,
-        ``used_pitch_classes``, ``qualified_note_rate``, ``in_key_rate``,
+        ``used_pitch_classes``, ``pitch_class_entropy`` (bits, per piece,
+        averaged), ``qualified_note_rate``, ``in_key_rate``,
         ``key_correlation``, ``consonant_chord_rate``, ``voice_leading``
         (semitones per voice), ``tonal_distance``, ``repetition_rate``,
         ``distinct_chord_ratio`` (per piece, averaged),
@@ -1135,6 +1155,7 @@ def summarize(
         "n_pitches_used": mean(n_pitches_used(on)),
         "pitch_range": mean(pitch_range(on)),
         "used_pitch_classes": mean(used_pitch_classes(on, **lp)),
+        "pitch_class_entropy": mean(pitch_class_entropy(on, **lp)),
         "qualified_note_rate": qualified_note_rate(on, pooled=True),
         "in_key_rate": in_key_rate(on, pooled=True, **lp),
         "key_correlation": mean(estimate_key(on, **lp)[2]),

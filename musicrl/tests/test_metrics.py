@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from musicrl.evaluation import mgeval, two_sample
+from musicrl.evaluation import compare, mgeval, two_sample
 
 from musicrl.music import metrics
 from musicrl.errors import MusicRLError
@@ -53,6 +53,33 @@ def noise_seqs(rng, n, n_steps=16, n_pitches=48):
 
 # --------------------------------------------------------------------------
 # pitch content
+
+
+@pytest.mark.parametrize("lowest_pitch,n_pitches", [(36, 48), (21, 88)])
+def test_pitch_class_entropy_of_hand_built_pieces(lowest_pitch, n_pitches):
+    pieces = [
+        [[C], [C + 12], [C - 12], [C]],           # one pitch class in three octaves: 0 bits
+        [C_MAJOR] * 4,                            # three classes equally: log2(3)
+        [[60, 61, 62, 63, 64, 65], [66, 67, 68, 69, 70, 71]] * 2,  # all twelve equally: log2(12)
+        [[C, G], [C], [C], [C]],                  # 4 C against 1 G
+        [[], [], [], []],                         # nothing to measure
+    ]
+    got = metrics.pitch_class_entropy(seqs_from_chords(pieces, lowest_pitch=lowest_pitch, n_pitches=n_pitches),
+                                      lowest_pitch=lowest_pitch)
+    p = np.array([0.8, 0.2])
+    want = [0.0, np.log2(3), np.log2(12), float(-(p * np.log2(p)).sum()), np.nan]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_pitch_class_entropy_in_summarize_and_its_interval(rng):
+    seqs = diatonic_seqs(rng, 24)
+    row = metrics.summarize(seqs)
+    assert row["pitch_class_entropy"] == pytest.approx(np.nanmean(metrics.pitch_class_entropy(seqs)), abs=1e-12)
+    low, high = compare.set_measure_intervals(seqs, None, lowest_pitch=36, n_resamples=200, rng=rng)[
+        "pitch_class_entropy"]
+    assert low < row["pitch_class_entropy"] < high
+    # random notes over all twelve classes are more spread than triads of one key
+    assert metrics.summarize(noise_seqs(rng, 24))["pitch_class_entropy"] > row["pitch_class_entropy"]
 
 
 @pytest.mark.parametrize("lowest_pitch,n_pitches", [(36, 48), (21, 88), (48, 36), (0, 128)])

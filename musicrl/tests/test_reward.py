@@ -13,6 +13,7 @@ from musicrl.learning.reward import (
     RunningMeanStd,
     advantages,
     discounted_returns,
+    gae_advantages,
     logits_to_potentials,
     logits_to_rewards,
     reward_kwargs,
@@ -257,3 +258,63 @@ def test_bad_settings_raise():
         discounted_returns(np.zeros((1, 2)), gamma=1.5)
     with pytest.raises(MusicRLError, match="decay"):
         MovingAverageBaseline(3, decay=1.0)
+
+
+def test_neg_log_one_minus_d_is_the_non_saturating_reward(rng):
+    logits = rng.normal(scale=4.0, size=(3, 8))
+    phi = logits_to_potentials(logits, kind="neg_log_1m_d")
+    want = np.array([[-_log_sigmoid_loop(-x) for x in row] for row in logits])
+    np.testing.assert_allclose(phi, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits_to_potentials(tf.constant(logits), kind="neg_log_1m_d").numpy(), phi,
+                               rtol=1e-6)
+    # it keeps growing as D is fooled (log D saturates at 0) and stays finite at the extremes
+    extreme = logits_to_potentials(np.array([[-1000.0, 0.0, 1000.0]]), kind="neg_log_1m_d")
+    np.testing.assert_allclose(extreme, [[0.0, math.log(2.0), 1000.0]], rtol=1e-6, atol=1e-6)
+
+
+def _gae_loop(r, v, gamma, lam):
+    batch, n = r.shape
+    out = np.zeros((batch, n))
+    for b in range(batch):
+        for t in range(n):
+            total = 0.0
+            for k in range(t, n):
+                next_v = v[b, k + 1] if k + 1 < n else 0.0
+                total += (gamma * lam) ** (k - t) * (r[b, k] + gamma * next_v - v[b, k])
+            out[b, t] = total
+    return out
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.95, 1.0])
+@pytest.mark.parametrize("n_steps", [1, 6])
+def test_gae_vs_loop(rng, gamma, lam, n_steps):
+    r = rng.normal(size=(3, n_steps)).astype(np.float32)
+    v = rng.normal(size=(3, n_steps)).astype(np.float32)
+    adv = gae_advantages(r, v, gamma=gamma, lam=lam)
+    assert adv.dtype == np.float32 and adv.shape == r.shape
+    np.testing.assert_allclose(adv, _gae_loop(r, v, gamma, lam), rtol=1e-5, atol=1e-5)
+
+
+def test_gae_ends_are_the_return_and_the_td_error(rng):
+    r = rng.normal(size=(4, 8)).astype(np.float32)
+    v = rng.normal(size=(4, 8)).astype(np.float32)
+    # lambda 1: the return against the value baseline
+    np.testing.assert_allclose(gae_advantages(r, v, gamma=0.9, lam=1.0),
+                               advantages(discounted_returns(r, gamma=0.9), v), rtol=1e-5, atol=1e-5)
+    # lambda 0: the one-step temporal difference
+    next_v = np.concatenate([v[:, 1:], np.zeros((4, 1), np.float32)], axis=1)
+    np.testing.assert_allclose(gae_advantages(r, v, gamma=0.9, lam=0.0), r + 0.9 * next_v - v, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lam": 1.5}, "lambda"), ({"lam": float("nan")}, "lambda"), ({"gamma": -0.1}, "gamma"),
+])
+def test_gae_bad_settings_raise(kwargs, message):
+    with pytest.raises(MusicRLError, match=message):
+        gae_advantages(np.zeros((2, 3)), np.zeros((2, 3)), **kwargs)
+
+
+def test_gae_values_must_match_rewards():
+    with pytest.raises(MusicRLError, match="values must have the shape"):
+        gae_advantages(np.zeros((2, 3)), np.zeros((2, 4)))

@@ -463,6 +463,61 @@ def test_ppo_epochs_update_the_policy_several_times_per_batch(midi_dir, tmp_path
     assert load_config(run_paths(result.run_dir).config).ppo_epochs == 3
 
 
+def test_d_is_updated_only_while_the_batch_fools_it(midi_dir, tmp_path):
+    # a threshold no batch reaches leaves D as it was made; 0 updates it every iteration
+    rows, d_weights = {}, {}
+    for name, threshold in (("gated", 0.99), ("always", 0.0)):
+        cfg = tiny_cfg(iterations=2, d_fooled_threshold=threshold, checkpoint_every=2)
+        result = training.train(cfg, data=midi_dir, out=tmp_path / name, progress=False, log=lambda s: None)
+        rows[name] = read_metrics(result.run_dir)
+        checkpoints = run_paths(result.run_dir).checkpoints
+        d_weights[name] = [_state_values(training.load_train_state(cfg, checkpoints / c))["discriminator"]
+                           for c in ("pretrained", "iter-0000002")]
+    assert [r["d_updated"] for r in rows["gated"]] == [0.0, 0.0]
+    assert all(r["d_loss"] is None for r in rows["gated"])  # not measured: null in the JSON lines
+    assert all(r["d_prob_gen"] < 0.99 for r in rows["gated"])
+    assert all(np.array_equal(a, b) for a, b in zip(*d_weights["gated"]))
+    assert [r["d_updated"] for r in rows["always"]] == [1.0, 1.0]
+    assert any(not np.array_equal(a, b) for a, b in zip(*d_weights["always"]))
+    # the scores the policy is paid with do not depend on the gate: the first batches are the same
+    assert rows["gated"][0]["reward_mean"] == pytest.approx(rows["always"][0]["reward_mean"], rel=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"value_head": True, "gae_lambda": 0.9, "reward_dense": True},
+    {"reward_kind": "neg_log_1m_d"},
+])
+def test_levers_train_and_are_saved(midi_dir, tmp_path, overrides):
+    cfg = tiny_cfg(iterations=2, checkpoint_every=2, **overrides)
+    result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=lambda s: None)
+    rows = read_metrics(result.run_dir)
+    assert len(rows) == 2 and all(np.isfinite(r["policy_loss"]) for r in rows)
+    saved = load_config(run_paths(result.run_dir).config)
+    assert all(getattr(saved, k) == v for k, v in overrides.items())
+    if overrides.get("reward_kind") == "neg_log_1m_d":
+        assert all(r["reward_mean"] > 0 for r in rows)  # -log(1 - D) is positive
+
+
+@pytest.mark.parametrize("start, every, want", [
+    (0, 100, [32] * 6), (8, 2, [8, 8, 16, 16, 32, 32]), (16, 1, [16, 32, 32, 32, 32, 32]), (12, 2, [12, 12, 24, 24, 32, 32]),
+])
+def test_episode_steps_double_up_to_the_length(start, every, want):
+    assert [training.episode_steps(i, n_steps=32, start=start, every=every) for i in range(1, 7)] == want
+
+
+def test_a_curriculum_plays_shorter_pieces_first(midi_dir, tmp_path):
+    cfg = tiny_cfg(iterations=3, curriculum_start=2, curriculum_iterations=1, checkpoint_every=3)
+    result = training.train(cfg, data=midi_dir, out=tmp_path, progress=False, log=lambda s: None)
+    rows = read_metrics(result.run_dir)
+    assert [r["episode_steps"] for r in rows] == [2, 4, 4]
+    assert all(np.isfinite(r["policy_loss"]) and np.isfinite(r["d_loss"]) for r in rows)
+    # what the run samples afterwards is full length
+    for path in sample_from_run(result.run_dir, 2, tmp_path / "gen", wav=False):
+        midi = load_midi(path)
+        assert midi.time_to_tick(midi.get_end_time()) / midi.resolution <= 4
+        assert midi_to_seq(midi, step_beats=cfg.step_beats, lowest_pitch=cfg.lowest_pitch).shape[0] > 2
+
+
 def test_time_budget_ends_the_run_with_a_checkpoint(midi_dir, tmp_path):
     result = training.train(tiny_cfg(iterations=0, minutes=1e-6), data=midi_dir, out=tmp_path, progress=False,
                             log=lambda s: None)

@@ -1,0 +1,249 @@
+"""Does the critic beat maximum likelihood's quality-diversity curve, not only one of its points?
+
+Each policy is sampled at every temperature from the same random numbers and
+scored against its run's held-out chorales: quality (in-key share, consonant
+chords, the feature classifier's accuracy at telling the set from the
+chorales, lower is better) and diversity (distinct chords per piece,
+pitch-class entropy per piece). A point is the mean over the policy's runs
+(seeds); its error bar is the 95 % half-width of that mean from the seed
+spread and each evaluation's own noise together (bootstrap over pieces for
+set measures, binomial for the classifier), as the sweep's verdict uses.
+
+The first policy given is the control: every other policy's points are
+judged against the control's curve at their own diversity
+(:func:`musicrl.evaluation.frontier.gap_to_curve`), for every pair of a
+quality and a diversity measure. A policy *beats the curve* at a temperature
+when it is above it on at least one pair and below it on none, every quality
+measure judged at least once (a point more or less diverse than the whole
+curve cannot be judged against it on that diversity measure).
+
+Usage::
+
+    python experiments/quality_diversity.py \\
+        --policy "maximum likelihood" runs/len32/no_critic/seed? \\
+        --policy agent runs/len32/default/seed? \\
+        [--policy pretrained runs/len32/default/seed?:pretrained] \\
+        [--temperatures 0.6 0.7 0.8 0.9 1.0 1.1 1.2] [--n 256] --out experiments/results/qd32
+
+Writes ``<out>/qd.md`` (the tables and verdicts), ``qd.json`` (every number)
+and ``qd.png`` (quality against diversity, one line per policy). Each scored
+set is kept in ``<out>/cache/``, so a later call with more policies scores
+only the new ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+QUALITY = {"in_key_rate": True, "consonant_chord_rate": True, "seq_clf_acc": False}  # measure: higher is better
+DIVERSITY = ("distinct_chord_ratio", "pitch_class_entropy")
+LABELS = {"in_key_rate": "in-key share", "consonant_chord_rate": "consonant chords",
+          "seq_clf_acc": "feature classifier acc. (0.5 = real)", "distinct_chord_ratio": "distinct chords per step",
+          "pitch_class_entropy": "pitch-class entropy (bits)"}
+MEASURES = (*QUALITY, *DIVERSITY)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policy", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
+                        help="a policy's name and its run folders (RUN or RUN:CHECKPOINT, default latest); "
+                             "the first --policy is the control")
+    parser.add_argument("--temperatures", nargs="+", type=float, default=[0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2])
+    parser.add_argument("--n", type=int, default=256, help="pieces per set (default 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resamples", type=int, default=300, help="bootstrap resamples per set (default 300)")
+    parser.add_argument("--out", required=True, help="folder of qd.md, qd.json and qd.png")
+    args = parser.parse_args(argv)
+    if len(args.policy) < 2 or any(len(p) < 2 for p in args.policy):
+        parser.error("give at least two --policy NAME RUN [RUN ...]: the control first")
+    return args
+
+
+def _score(seqs, ev, args, rng) -> dict[str, tuple[float, float]]:
+    """Each measure of one set: (value, 95 % half-width of this evaluation alone)."""
+    import numpy as np
+
+    from musicrl.evaluation.compare import row_intervals, set_measure_intervals
+    from musicrl.evaluation.intervals import half_width
+    from musicrl.evaluation.two_sample import seq_two_sample_test
+    from musicrl.music.metrics import summarize
+
+    lp, groups = ev.cfg.lowest_pitch, ev.groups["reference"]
+    row = summarize(seqs, lowest_pitch=lp, reference_seqs=ev.reference)
+    test = seq_two_sample_test(ev.reference, seqs, lowest_pitch=lp, seed=args.seed, real_groups=groups)
+    row["seq_clf_acc"] = test["accuracy"]
+    boot = set_measure_intervals(seqs, ev.reference, lowest_pitch=lp, real_groups=groups,
+                                 n_resamples=args.resamples, rng=rng)
+    result = {"row": {m: row[m] for m in MEASURES}, "seq_test": test, "d_test": {}, "d_full_test": {}}
+    intervals = row_intervals(result, boot, n_real_pieces=len(np.unique(groups)), n_gen_pieces=len(seqs))
+    return {m: (row[m], half_width(intervals[m])) for m in MEASURES}
+
+
+def _measure(args) -> tuple[dict, dict]:
+    """{policy: {temperature: {measure: [(value, eval half-width) per run]}}} and the real held-out row."""
+    import numpy as np
+
+    from musicrl.evaluation.sets import load_eval_sets
+    from musicrl.learning.load import load_policy
+
+    points: dict = {}
+    real: dict = {m: [] for m in MEASURES}
+    eval_sets: dict = {}
+    for name, *specs in args.policy:
+        for spec in specs:
+            run, _, checkpoint = spec.partition(":")
+            if run not in eval_sets:
+                eval_sets[run] = load_eval_sets(run, n=args.n, seed=args.seed)
+                for m, v in _score(eval_sets[run].sets["real"], eval_sets[run], args,
+                                   np.random.default_rng([args.seed, 1])).items():
+                    real[m].append(v)
+            ev = eval_sets[run]
+            policy = None
+            for temperature in args.temperatures:
+                # a set already scored (by an earlier call with the same --out) is read back, not sampled again
+                key = json.dumps([str(Path(run).resolve()), checkpoint or "latest", temperature, args.n, args.seed,
+                                  args.resamples])
+                cache = Path(args.out) / "cache" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
+                if cache.exists():
+                    scored = json.loads(cache.read_text())
+                else:
+                    policy = policy or load_policy(run, checkpoint or "latest")
+                    draws = np.random.default_rng([args.seed, 2])
+                    seqs = policy.sample(args.n, draws, n_steps=ev.cfg.n_steps, temperature=temperature).seqs
+                    scored = _score(seqs, ev, args, np.random.default_rng([args.seed, 3]))
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    cache.write_text(json.dumps({"key": key, **scored}))
+                cell = points.setdefault(name, {}).setdefault(temperature, {m: [] for m in MEASURES})
+                for m in MEASURES:
+                    cell[m].append(tuple(scored[m]))
+            print(f"  {name}: {spec} done", flush=True)
+    return points, real
+
+
+def _summary(cells: list[tuple[float, float]]) -> tuple[float, float]:
+    """Mean over runs and its 95 % half-width from the seed spread and the evaluations' noise."""
+    import numpy as np
+
+    from musicrl.evaluation.sweep import mean_interval
+
+    values = [v for v, _ in cells]
+    return float(np.nanmean(values)), mean_interval(values, [hw for _, hw in cells])
+
+
+def _verdicts(table: dict, control: str, temperatures: list[float]) -> dict:
+    """{policy: {temperature: {quality: {diversity: CurveGap as dict}}}} against the control's curve."""
+    from musicrl.evaluation.frontier import gap_to_curve
+
+    curve = table[control]
+    out: dict = {}
+    for name, by_t in table.items():
+        if name == control:
+            continue
+        for t in temperatures:
+            for q, higher in QUALITY.items():
+                for d in DIVERSITY:
+                    gap = gap_to_curve([curve[c][d][0] for c in temperatures], [curve[c][q][0] for c in temperatures],
+                                       [curve[c][q][1] for c in temperatures], by_t[t][d][0], by_t[t][q][0],
+                                       by_t[t][q][1], higher_is_better=higher)
+                    out.setdefault(name, {}).setdefault(t, {}).setdefault(q, {})[d] = gap._asdict()
+    return out
+
+
+def _beats(per_quality: dict) -> bool:
+    """Above the curve on at least one pair of measures and below it on none, every quality measure judged
+    against at least one diversity measure (a point outside the curve's range of a diversity is not judged)."""
+    verdicts = [g["verdict"] for by_d in per_quality.values() for g in by_d.values()]
+    judged = all(any(g["verdict"] != "outside" for g in by_d.values()) for by_d in per_quality.values())
+    return judged and "below" not in verdicts and "above" in verdicts
+
+
+def _markdown(table: dict, real: dict, verdicts: dict, control: str, args, n_runs: dict) -> list[str]:
+    def cell(v: tuple[float, float]) -> str:
+        return f"{v[0]:.3f} ± {v[1]:.3f}"
+
+    lines = [f"Quality and diversity by sampling temperature, {args.n} pieces per set, mean over runs ± 95 % "
+             "half-width (seed spread and evaluation noise)", "",
+             "| policy | runs | temperature | " + " | ".join(LABELS[m] for m in MEASURES) + " |",
+             "|---|---:|---:|" + "---:|" * len(MEASURES),
+             "| real (held out) | | | " + " | ".join(cell(real[m]) for m in MEASURES) + " |"]
+    for name, by_t in table.items():
+        for t, row in by_t.items():
+            lines.append(f"| {name} | {n_runs[name]} | {t:g} | " + " | ".join(cell(row[m]) for m in MEASURES) + " |")
+    lines += ["", f"Against the curve of **{control}** (gap: quality minus the curve's at the same diversity, "
+              "positive = better; margin: 95 % half-width)", "",
+              "| policy | temperature | " + " | ".join(f"{LABELS[q]} vs {LABELS[d]}" for q in QUALITY
+                                                   for d in DIVERSITY) + " | beats the curve |",
+              "|---|---:|" + "---|" * (len(QUALITY) * len(DIVERSITY) + 1)]
+    for name, by_t in verdicts.items():
+        for t, per_q in by_t.items():
+            gaps = [per_q[q][d] for q in QUALITY for d in DIVERSITY]
+            cells = [g["verdict"] if g["verdict"] == "outside" else f"{g['verdict']} ({g['gap']:+.3f} ± {g['margin']:.3f})"
+                     for g in gaps]
+            lines.append(f"| {name} | {t:g} | " + " | ".join(cells) + f" | {'yes' if _beats(per_q) else 'no'} |")
+    return lines
+
+
+def _plot(table: dict, real: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(QUALITY), len(DIVERSITY), figsize=(5.2 * len(DIVERSITY), 3.6 * len(QUALITY)))
+    for i, q in enumerate(QUALITY):
+        for j, d in enumerate(DIVERSITY):
+            ax = axes[i, j]
+            for name, by_t in table.items():
+                ts = sorted(by_t)
+                x, y = [by_t[t][d] for t in ts], [by_t[t][q] for t in ts]
+                ax.errorbar([v for v, _ in x], [v for v, _ in y], xerr=[h for _, h in x], yerr=[h for _, h in y],
+                            marker="o", ms=3, capsize=2, label=name)
+                for t, (xv, _), (yv, _) in zip(ts, x, y):
+                    if t in (ts[0], ts[-1]):
+                        ax.annotate(f"T={t:g}", (xv, yv), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.errorbar([real[d][0]], [real[q][0]], xerr=[real[d][1]], yerr=[real[q][1]], marker="*", ms=10,
+                        color="k", capsize=2, label="real (held out)")
+            ax.set_xlabel(LABELS[d])
+            ax.set_ylabel(LABELS[q])
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Quality against diversity over sampling temperatures (95 % intervals)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    t0 = time.perf_counter()
+    points, real_cells = _measure(args)
+    table = {name: {t: {m: _summary(cells[m]) for m in MEASURES} for t, cells in by_t.items()}
+             for name, by_t in points.items()}
+    real = {m: _summary(real_cells[m]) for m in MEASURES}
+    control = args.policy[0][0]
+    verdicts = _verdicts(table, control, args.temperatures)
+    n_runs = {name: len(specs) for name, *specs in args.policy}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = _markdown(table, real, verdicts, control, args, n_runs)
+    (out / "qd.md").write_text("\n".join(lines) + "\n")
+    (out / "qd.json").write_text(json.dumps(
+        {"policies": {name: specs for name, *specs in args.policy}, "temperatures": args.temperatures, "n": args.n,
+         "seed": args.seed, "real": real, "table": {n: {str(t): r for t, r in by_t.items()} for n, by_t in table.items()},
+         "verdicts": {n: {str(t): r for t, r in by_t.items()} for n, by_t in verdicts.items()},
+         "per_run": {n: {str(t): r for t, r in by_t.items()} for n, by_t in points.items()}}, indent=1) + "\n")
+    _plot(table, real, out / "qd.png")
+    print("\n".join(lines))
+    print(f"\nwrote {out}/qd.md, qd.json, qd.png ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
