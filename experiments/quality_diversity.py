@@ -27,8 +27,8 @@ Usage::
 
 Writes ``<out>/qd.md`` (the tables and verdicts), ``qd.json`` (every number)
 and ``qd.png`` (quality against diversity, one line per policy). Each scored
-set is kept in ``<out>/cache/``, so a later call with more policies scores
-only the new ones.
+set is kept in ``<out>/cache/`` (or ``--cache``), so a later call with more
+policies scores only the new ones.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=300, help="bootstrap resamples per set (default 300)")
     parser.add_argument("--out", required=True, help="folder of qd.md, qd.json and qd.png")
+    parser.add_argument("--cache", help="folder of the scored sets (default <out>/cache), to share between calls")
     args = parser.parse_args(argv)
     if len(args.policy) < 2 or any(len(p) < 2 for p in args.policy):
         parser.error("give at least two --policy NAME RUN [RUN ...]: the control first")
@@ -96,33 +97,49 @@ def _measure(args) -> tuple[dict, dict]:
     points: dict = {}
     real: dict = {m: [] for m in MEASURES}
     eval_sets: dict = {}
+
+    def evaluation(run: str):
+        # the held-out sets are drawn only for a run with a set still to score
+        if run not in eval_sets:
+            eval_sets[run] = load_eval_sets(run, n=args.n, seed=args.seed)
+        return eval_sets[run]
+
+    def scored(run: str, what: str, temperature: float | None, make_seqs) -> dict:
+        # a set already scored (by an earlier call with the same cache) is read back, not drawn again
+        key = json.dumps([str(Path(run).resolve()), what, temperature, args.n, args.seed, args.resamples])
+        cache = Path(args.cache or Path(args.out) / "cache") / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
+        if cache.exists():
+            return json.loads(cache.read_text())
+        ev = evaluation(run)
+        rng = np.random.default_rng([args.seed, 1 if temperature is None else 3])
+        out = _score(make_seqs(ev), ev, args, rng)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"key": key, **out}))
+        return out
+
+    runs_seen: set = set()
     for name, *specs in args.policy:
         for spec in specs:
             run, _, checkpoint = spec.partition(":")
-            if run not in eval_sets:
-                eval_sets[run] = load_eval_sets(run, n=args.n, seed=args.seed)
-                for m, v in _score(eval_sets[run].sets["real"], eval_sets[run], args,
-                                   np.random.default_rng([args.seed, 1])).items():
-                    real[m].append(v)
-            ev = eval_sets[run]
-            policy = None
+            if run not in runs_seen:
+                runs_seen.add(run)
+                for m, v in scored(run, "real", None, lambda ev: ev.sets["real"]).items():
+                    if m in real:
+                        real[m].append(tuple(v))
+            loaded: list = []  # the policy, loaded for the first set not in the cache
+
+            def sample(ev, temperature, run=run, checkpoint=checkpoint or "latest", loaded=loaded):
+                if not loaded:
+                    loaded.append(load_policy(run, checkpoint))
+                draws = np.random.default_rng([args.seed, 2])
+                return loaded[0].sample(args.n, draws, n_steps=ev.cfg.n_steps, temperature=temperature).seqs
+
             for temperature in args.temperatures:
-                # a set already scored (by an earlier call with the same --out) is read back, not sampled again
-                key = json.dumps([str(Path(run).resolve()), checkpoint or "latest", temperature, args.n, args.seed,
-                                  args.resamples])
-                cache = Path(args.out) / "cache" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
-                if cache.exists():
-                    scored = json.loads(cache.read_text())
-                else:
-                    policy = policy or load_policy(run, checkpoint or "latest")
-                    draws = np.random.default_rng([args.seed, 2])
-                    seqs = policy.sample(args.n, draws, n_steps=ev.cfg.n_steps, temperature=temperature).seqs
-                    scored = _score(seqs, ev, args, np.random.default_rng([args.seed, 3]))
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    cache.write_text(json.dumps({"key": key, **scored}))
+                result = scored(run, checkpoint or "latest", temperature,
+                                lambda ev, t=temperature: sample(ev, t))
                 cell = points.setdefault(name, {}).setdefault(temperature, {m: [] for m in MEASURES})
                 for m in MEASURES:
-                    cell[m].append(tuple(scored[m]))
+                    cell[m].append(tuple(result[m]))
             print(f"  {name}: {spec} done", flush=True)
     return points, real
 
@@ -184,8 +201,8 @@ def _markdown(table: dict, real: dict, verdicts: dict, control: str, args, n_run
     for name, by_t in verdicts.items():
         for t, per_q in by_t.items():
             gaps = [per_q[q][d] for q in QUALITY for d in DIVERSITY]
-            cells = [g["verdict"] if g["verdict"] == "outside" else f"{g['verdict']} ({g['gap']:+.3f} ± {g['margin']:.3f})"
-                     for g in gaps]
+            cells = [g["verdict"] if g["verdict"] == "outside"
+                     else f"{g['verdict']} ({g['gap']:+.3f} ± {g['margin']:.3f})" for g in gaps]
             lines.append(f"| {name} | {t:g} | " + " | ".join(cells) + f" | {'yes' if _beats(per_q) else 'no'} |")
     return lines
 
@@ -234,11 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     lines = _markdown(table, real, verdicts, control, args, n_runs)
     (out / "qd.md").write_text("\n".join(lines) + "\n")
+    def by_temperature(nested: dict) -> dict:
+        return {name: {str(t): row for t, row in by_t.items()} for name, by_t in nested.items()}
+
     (out / "qd.json").write_text(json.dumps(
         {"policies": {name: specs for name, *specs in args.policy}, "temperatures": args.temperatures, "n": args.n,
-         "seed": args.seed, "real": real, "table": {n: {str(t): r for t, r in by_t.items()} for n, by_t in table.items()},
-         "verdicts": {n: {str(t): r for t, r in by_t.items()} for n, by_t in verdicts.items()},
-         "per_run": {n: {str(t): r for t, r in by_t.items()} for n, by_t in points.items()}}, indent=1) + "\n")
+         "seed": args.seed, "real": real, "table": by_temperature(table), "verdicts": by_temperature(verdicts),
+         "per_run": by_temperature(points)}, indent=1) + "\n")
     _plot(table, real, out / "qd.png")
     print("\n".join(lines))
     print(f"\nwrote {out}/qd.md, qd.json, qd.png ({time.perf_counter() - t0:.0f} s)")
