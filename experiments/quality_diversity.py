@@ -22,7 +22,7 @@ Usage::
     python experiments/quality_diversity.py \\
         --policy "maximum likelihood" runs/len32/no_critic/seed? \\
         --policy agent runs/len32/default/seed? \\
-        [--policy pretrained runs/len32/default/seed?:pretrained] \\
+        [--policy pretrained runs/len32/default/seed{0,1,2}:pretrained] \\
         [--temperatures 0.6 0.7 0.8 0.9 1.0 1.1 1.2] [--n 256] --out experiments/results/qd32
 
 Writes ``<out>/qd.md`` (the tables and verdicts), ``qd.json`` (every number)
