@@ -70,6 +70,8 @@ __all__ = [
     "polyphony",
     "qualified_note_rate",
     "repetition_rate",
+    "scale_degree_histogram",
+    "scale_degree_overlap",
     "segment_similarity",
     "self_similarity",
     "summarize",
@@ -404,6 +406,87 @@ def pitch_class_overlap(
     """
     hist = pitch_class_histogram(seqs, lowest_pitch=lowest_pitch, pooled=True)
     ref = _chroma(_on(reference_seqs, "reference_seqs"), lowest_pitch).sum(axis=(0, 1))
+    return float(histogram_overlap(hist, ref))
+
+
+def _scale_degree_counts(on: np.ndarray, lowest_pitch: int) -> np.ndarray:
+    """Notes per scale degree of each piece, (batch, 12): its pitch-class counts rotated to its tonic."""
+    counts = _chroma(on, lowest_pitch).sum(axis=1)
+    tonic, _, _ = estimate_key(on, lowest_pitch=lowest_pitch)
+    # an empty piece has tonic -1 and no counts to rotate
+    degrees = (np.where(tonic < 0, 0, tonic)[:, None] + np.arange(12)) % 12
+    return np.take_along_axis(counts, degrees, axis=1)
+
+
+def scale_degree_histogram(
+    seqs: np.ndarray, *, lowest_pitch: int = 36, pooled: bool = False
+) -> np.ndarray:
+    """Normalised, duration-weighted histogram of scale degrees: pitch classes relative to each piece's tonic.
+
+    Each piece's pitch-class counts (as in :func:`pitch_class_histogram`)
+    are rotated so that the tonic :func:`estimate_key` finds for that piece
+    is index 0: index ``d`` counts the notes ``d`` semitones above the
+    tonic. A piece and any transposition of it give the same histogram.
+
+    Major and minor pieces share the 12 bins, each rotated to its own tonic,
+    rather than keeping a 12-bin half per mode. The two modes have the same
+    tonic, supertonic, subdominant and dominant, and the leading tone of a
+    minor-key cadence is raised as in major, so those bins mean the same in
+    both; the modes differ on the third, sixth and seventh, and there a set
+    in the other mode than its reference still loses overlap (a minor
+    set's thirds sit at 3, a major reference's at 4). Separate halves would
+    make the overlap depend on the share of minor pieces, which among
+    twenty chorales varies from one draw of the pieces to the next as much
+    as their keys do: between two halves of the 37 held-out chorales the
+    overlap then varies as much as :func:`pitch_class_overlap` does (std
+    0.05 over 40 splits, against 0.015 with shared bins). A piece whose key
+    is read as its relative major or minor is rotated by 3 semitones, so
+    such pieces blur the histogram.
+
+    Parameters
+    ----------
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+        Multi-hot chords.
+    lowest_pitch : int
+        MIDI pitch of column 0.
+    pooled : bool
+        Return one histogram of all notes of the set (each piece rotated to
+        its own tonic first) instead of one per piece.
+
+    Returns
+    -------
+    hist : np.ndarray, shape=(batch, 12) or (12,), dtype=float64
+        Index 0 is the tonic, 7 the dominant. Rows sum to 1; an empty piece
+        (or set) gives zeros.
+    """
+    pooled = _check_bool(pooled, "pooled")
+    counts = _scale_degree_counts(_on(seqs), lowest_pitch)
+    if pooled:
+        counts = counts.sum(axis=0, keepdims=True)
+    total = counts.sum(axis=-1, keepdims=True)
+    hist = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    return hist[0] if pooled else hist
+
+
+def scale_degree_overlap(
+    seqs: np.ndarray, reference_seqs: np.ndarray, *, lowest_pitch: int = 36
+) -> float:
+    """Overlap of the pooled scale-degree histograms of a set and a reference set: a key-free :func:`pitch_class_overlap`.
+
+    See :func:`histogram_overlap` (sum of minima) and
+    :func:`scale_degree_histogram` (``pooled=True``; how minor pieces are
+    counted). Which keys the pieces of either set are in does not matter,
+    only how their notes lie relative to their tonics: a set of C major
+    pieces and the same pieces in G major overlap fully. The two sets may
+    differ in length and number of pitch columns but share ``lowest_pitch``.
+
+    Returns
+    -------
+    overlap : float
+        In [0, 1]; NaN if either set has no notes.
+    """
+    hist = scale_degree_histogram(seqs, lowest_pitch=lowest_pitch, pooled=True)
+    ref = _scale_degree_counts(_on(reference_seqs, "reference_seqs"), lowest_pitch).sum(axis=0)
     return float(histogram_overlap(hist, ref))
 
 

@@ -467,7 +467,7 @@ BAD_SEQS = [
 
 
 @pytest.mark.parametrize("fn", [
-    metrics.pitch_class_histogram, metrics.n_pitches_used, metrics.polyphony,
+    metrics.pitch_class_histogram, metrics.scale_degree_histogram, metrics.n_pitches_used, metrics.polyphony,
     metrics.consonant_chord_rate, metrics.voice_leading_distance, metrics.tonal_distance,
     metrics.repetition_rate, metrics.distinct_chord_ratio, metrics.summarize,
 ])
@@ -478,7 +478,7 @@ def test_bad_seqs_raise(fn, seqs, match):
 
 
 @pytest.mark.parametrize("fn", [
-    metrics.pitch_class_histogram, metrics.estimate_key, metrics.chord_qualities,
+    metrics.pitch_class_histogram, metrics.scale_degree_histogram, metrics.estimate_key, metrics.chord_qualities,
     metrics.in_key_rate, metrics.tonal_distance, metrics.summarize,
 ])
 @pytest.mark.parametrize("lowest_pitch", [-1, 81, 36.0, True])
@@ -730,6 +730,96 @@ def test_a_minor_piece_may_end_on_either_tonic_triad():
     seqs = seqs_from_chords([[A_MINOR, D_MINOR, E_MAJOR, A_MINOR, D_MINOR, E_MAJOR, end] for end in ends])
     assert list(metrics.estimate_key(seqs)[0]) == [9] * 4
     np.testing.assert_array_equal(metrics.ends_on_tonic(seqs), [1, 1, 0, 0])
+
+
+# --------------------------------------------------------------------------
+# scale degrees
+
+
+def _transpose(seqs, semitones):
+    """Every piece moved up ``semitones`` pitch columns; no note may leave the grid."""
+    moved = np.roll(seqs, semitones, axis=-1)
+    # np.roll wraps what it pushes off one end onto the other
+    edge = slice(0, semitones) if semitones > 0 else slice(seqs.shape[-1] + semitones, None)
+    assert not moved[..., edge].any(), "a note wrapped around the grid"
+    return moved
+
+
+def _keyed_sets(rng):
+    """A set of major pieces in C, D and A and a reference of major pieces in F and G and one in A minor."""
+    seqs = np.concatenate([diatonic_seqs(rng, 2, n_steps=8, tonic=t) for t in (0, 2, 9)])
+    ref = np.concatenate([diatonic_seqs(rng, 2, n_steps=8, tonic=t) for t in (5, 7)]
+                         + [seqs_from_chords([[A_MINOR, D_MINOR, E_MAJOR, A_MINOR] * 2])])
+    return seqs, ref
+
+
+@pytest.mark.parametrize("semitones", [-11, -6, -1, 1, 2, 5, 7, 11])
+@pytest.mark.parametrize("side", ["seqs", "reference"])
+def test_scale_degree_overlap_ignores_transposing_either_set(rng, semitones, side):
+    seqs, ref = _keyed_sets(rng)
+    before = metrics.scale_degree_overlap(seqs, ref)
+    assert 0 < before < 1
+    moved = (_transpose(seqs, semitones), ref) if side == "seqs" else (seqs, _transpose(ref, semitones))
+    assert metrics.scale_degree_overlap(*moved) == pytest.approx(before, abs=1e-12)
+    np.testing.assert_allclose(metrics.scale_degree_histogram(_transpose(ref, semitones)),
+                               metrics.scale_degree_histogram(ref), atol=1e-12)
+
+
+def test_scale_degree_overlap_of_the_same_pieces_in_another_key():
+    c_major = seqs_from_chords([CADENCE, [C_MAJOR, G_MAJOR, F_MAJOR, C_MAJOR]])
+    g_major = seqs_from_chords([_up(CADENCE, 7), _up([C_MAJOR, G_MAJOR, F_MAJOR, C_MAJOR], -5)])
+    assert list(metrics.estimate_key(g_major)[0]) == [7, 7]
+    assert metrics.scale_degree_overlap(c_major, g_major) == pytest.approx(1.0)
+    # in pitch classes the tonic triads fall on different classes: 8 of 12 notes shared
+    assert metrics.pitch_class_overlap(c_major, g_major) == pytest.approx(8 / 12)
+
+
+def test_scale_degree_histogram_and_overlap_of_hand_built_pieces():
+    seqs = seqs_from_chords([CADENCE, [A_MINOR, D_MINOR, E_MAJOR, A_MINOR], [[]] * 4])
+    hist = metrics.scale_degree_histogram(seqs)
+    # I IV V I: C E G, C F A, B D G, C E G -> degrees 0:3, 2:1, 4:2, 5:1, 7:3, 9:1, 11:1 of 12 notes
+    major = np.array([3, 0, 1, 0, 2, 1, 0, 3, 0, 1, 0, 1]) / 12
+    # i iv V i in A minor: the third at 3, the sixth at 8 and the raised seventh (G#) at 11
+    minor = np.array([3, 0, 1, 2, 0, 1, 0, 3, 1, 0, 0, 1]) / 12
+    np.testing.assert_allclose(hist, [major, minor, np.zeros(12)], atol=1e-12)
+    np.testing.assert_allclose(metrics.scale_degree_histogram(seqs, pooled=True), (major + minor) / 2, atol=1e-12)
+    np.testing.assert_allclose(metrics.scale_degree_histogram(seqs[0]), hist[:1], atol=1e-12)
+    # the modes differ on the third and the sixth: 3 of 12 notes
+    assert metrics.scale_degree_overlap(seqs[:1], seqs[1:2]) == pytest.approx(9 / 12)
+    # an empty piece adds nothing
+    assert metrics.scale_degree_overlap(seqs[:2], seqs[:1]) == pytest.approx(
+        metrics.scale_degree_overlap(seqs, seqs[:1]))
+    # the tonic triad alone against the cadence: degrees 0, 4, 7 at 1/3 each against 3, 2, 3 of 12
+    tonic_only = seqs_from_chords([[C_MAJOR] * 4])
+    assert metrics.scale_degree_overlap(tonic_only, seqs[:1]) == pytest.approx(8 / 12)
+    # the cadence in G: in pitch classes only C, E and G of the tonic triad are shared (1, 1 and 3 of 12)
+    assert metrics.pitch_class_overlap(tonic_only, seqs_from_chords([_up(CADENCE, 7)])) == pytest.approx(5 / 12)
+    assert metrics.scale_degree_overlap(tonic_only, seqs_from_chords([_up(CADENCE, 7)])) == pytest.approx(8 / 12)
+
+
+def test_scale_degree_overlap_of_disjoint_degrees_and_of_nothing():
+    tonic_triads = seqs_from_chords([[C_MAJOR] * 4])  # degrees 0, 4, 7
+    # C-C#-D is read as D minor: degrees 10, 11 and 0, so only the tonic is shared
+    cluster = seqs_from_chords([[CLUSTER] * 4])
+    assert metrics.estimate_key(cluster)[0][0] == 2
+    assert metrics.scale_degree_overlap(tonic_triads, cluster) == pytest.approx(1 / 3)
+    silent = np.zeros((2, 4, 48))
+    assert np.isnan(metrics.scale_degree_overlap(silent, tonic_triads))
+    assert np.isnan(metrics.scale_degree_overlap(tonic_triads, silent))
+    np.testing.assert_array_equal(metrics.scale_degree_histogram(silent, pooled=True), np.zeros(12))
+
+
+def test_scale_degree_overlap_rejects_bad_sets():
+    ok = seqs_from_chords([[C_MAJOR] * 4])
+    for bad, match in BAD_SEQS:
+        with pytest.raises(MusicRLError, match=match):
+            metrics.scale_degree_overlap(ok, bad)
+        with pytest.raises(MusicRLError, match=match):
+            metrics.scale_degree_overlap(bad, ok)
+    with pytest.raises(MusicRLError, match="lowest_pitch"):
+        metrics.scale_degree_overlap(ok, ok, lowest_pitch=81)
+    with pytest.raises(MusicRLError, match="pooled"):
+        metrics.scale_degree_histogram(ok, pooled="yes")
 
 
 def test_segment_similarity_of_hand_built_phrases():
