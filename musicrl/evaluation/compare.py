@@ -74,7 +74,7 @@ def compare_to_real(
     """Every comparison of one set with real clips: one row of the evaluation table, with its intervals.
 
     * every scalar of :func:`musicrl.music.metrics.summarize` of ``gen_seqs``
-      (``pitch_class_overlap`` against ``real_seqs``);
+      (``pitch_class_overlap`` and ``scale_degree_overlap`` against ``real_seqs``);
     * ``copy_rate``: :func:`musicrl.music.metrics.copy_rate` against the training
       pieces, with runs of ``min(copy_run_length, n_steps)`` chords;
     * MGEval (:func:`mgeval_compare`) against ``real_seqs``, per feature and
@@ -300,12 +300,12 @@ def set_measure_intervals(
     ``n_resamples`` times (the same draws for every measure) and each measure
     recomputed as summarize defines it: averages over the drawn pieces'
     values, pooled rates as the ratio of the drawn pieces' sums, the
-    pooled pitch histograms (``top3_pitch_share``, ``pitch_class_overlap``)
-    from the drawn pieces. The reference's pieces are drawn again too, on
-    their own, since which pieces the reference holds moves the
-    ``pitch_class_overlap`` as much as the set does. Windows cut from one
-    piece (``real_groups``, ``gen_groups``) are drawn together: they overlap,
-    so they are one draw of the source, not several.
+    pooled pitch histograms (``top3_pitch_share``, ``pitch_class_overlap``,
+    ``scale_degree_overlap``) from the drawn pieces. The reference's pieces
+    are drawn again too, on their own, since which pieces the reference
+    holds moves the ``pitch_class_overlap`` as much as the set does.
+    Windows cut from one piece (``real_groups``, ``gen_groups``) are drawn
+    together: they overlap, so they are one draw of the source, not several.
     The counts of distinct chords of the whole set
     (``distinct_chord_ratio_set``, ``distinct_chords_common``) get no
     interval: a resample repeats pieces, so it always holds fewer distinct
@@ -315,7 +315,7 @@ def set_measure_intervals(
     ----------
     gen_seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
     real_seqs : np.ndarray, optional
-        The reference; without it no ``pitch_class_overlap``.
+        The reference; without it no ``pitch_class_overlap`` nor ``scale_degree_overlap``.
     lowest_pitch : int
     real_groups, gen_groups : array-like, shape=(n_real,), (batch,), optional
         The piece of each clip (default: each clip its own).
@@ -338,22 +338,29 @@ def set_measure_intervals(
     # the pooled histograms of a resample are sums of its pieces' counts
     counts = on.sum(axis=1).astype(np.float64)
     pc_counts = counts @ (((lp + np.arange(on.shape[-1]))[:, None] % 12) == np.arange(12)).astype(np.float64)
+    degree_counts = metrics.scale_degree_histogram(on, lowest_pitch=lp) * counts.sum(axis=1, keepdims=True)
 
     def top3(c: np.ndarray) -> float:
         total = c.sum()
         return float(np.sort(c)[-3:].sum() / total) if total > 0 else np.nan
 
     pooled = {"top3_pitch_share": lambda idx, ref: top3(counts[idx].sum(axis=0))}
-    # the reference's pitch-class counts per piece, drawn by piece
+    # the reference's pitch-class and scale-degree counts per piece, drawn by piece
     ref_pieces = np.zeros((1, 12))
     if real_seqs is not None:
-        ref_clips = metrics.pitch_class_histogram(real_seqs, lowest_pitch=lp) * (
-            check_seqs(real_seqs, name="real_seqs") > 0).sum(axis=(1, 2))[:, None]
+        n_notes = (check_seqs(real_seqs, name="real_seqs") > 0).sum(axis=(1, 2))[:, None]
+        ref_clips = metrics.pitch_class_histogram(real_seqs, lowest_pitch=lp) * n_notes
+        # each clip is rotated to its own tonic, as scale_degree_overlap rotates each reference seq
+        ref_degree_clips = metrics.scale_degree_histogram(real_seqs, lowest_pitch=lp) * n_notes
         codes = piece_codes(real_groups, len(ref_clips), "real_groups")
         ref_pieces = np.zeros((codes.max() + 1, 12))
+        ref_degrees = np.zeros((codes.max() + 1, 12))
         np.add.at(ref_pieces, codes, np.nan_to_num(ref_clips))
+        np.add.at(ref_degrees, codes, ref_degree_clips)
         pooled["pitch_class_overlap"] = lambda idx, ref: metrics.histogram_overlap(
             pc_counts[idx].sum(axis=0), ref_pieces[ref].sum(axis=0))
+        pooled["scale_degree_overlap"] = lambda idx, ref: metrics.histogram_overlap(
+            degree_counts[idx].sum(axis=0), ref_degrees[ref].sum(axis=0))
 
     gen_codes = piece_codes(gen_groups, len(on), "gen_groups")
     pieces = [np.flatnonzero(gen_codes == g) for g in range(gen_codes.max() + 1)] if len(on) else []

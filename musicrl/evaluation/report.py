@@ -89,6 +89,8 @@ COLUMN_DOCS: dict[str, str] = {
     "distinct_chords_common": "distinct chords of the set once pitches under 1 % of the notes are dropped",
     "top3_pitch_share": "share of notes on the set's three most used pitches (high = collapse)",
     "pitch_class_overlap": "overlap of the set's pitch-class histogram with the reference's (1 = the same)",
+    "scale_degree_overlap": "overlap of the set's scale-degree histogram (pitch classes counted from each piece's tonic) "
+                            "with the reference's: blind to the pieces' keys",
 }
 """One line per table column, for the report's legend."""
 

@@ -1205,7 +1205,8 @@ def summarize(
     lowest_pitch : int
         MIDI pitch of column 0.
     reference_seqs : np.ndarray, optional
-        Real seqs; adds ``pitch_class_overlap`` with their pooled histogram.
+        Real seqs; adds ``pitch_class_overlap`` and ``scale_degree_overlap``
+        with their pooled histograms.
     rare_share : float
         ``min_share`` of ``distinct_chords_common``.
 
@@ -1220,8 +1221,8 @@ def summarize(
         ``distinct_chord_ratio`` (per piece, averaged),
         ``distinct_chord_ratio_set`` (pooled), ``distinct_chords_common``
         (:func:`distinct_chords` with ``min_share=rare_share``),
-        ``top3_pitch_share`` (pooled), and ``pitch_class_overlap`` if
-        ``reference_seqs`` is given. NaN where the set has nothing to measure.
+        ``top3_pitch_share`` (pooled), and ``pitch_class_overlap`` and
+        ``scale_degree_overlap`` if ``reference_seqs`` is given. NaN where the set has nothing to measure.
     """
     on = _on(seqs)
     _check_lowest_pitch(lowest_pitch, on.shape[-1])
@@ -1253,4 +1254,5 @@ def summarize(
     }
     if reference_seqs is not None:
         out["pitch_class_overlap"] = pitch_class_overlap(on, reference_seqs, **lp)
+        out["scale_degree_overlap"] = scale_degree_overlap(on, reference_seqs, **lp)
     return {k: float(v) for k, v in out.items()}

@@ -171,17 +171,20 @@ def test_set_measure_intervals_recompute_every_measure_as_summarize_does():
         iv = compare.set_measure_intervals(gen, real_seqs, lowest_pitch=cfg.lowest_pitch, n_resamples=200,
                                            rng=np.random.default_rng(0))
         value = metrics.summarize(gen, lowest_pitch=cfg.lowest_pitch, reference_seqs=real_seqs)
-        for name in ("in_key_rate", "pitch_class_overlap", "distinct_chord_ratio", "voice_leading"):
+        for name in ("in_key_rate", "pitch_class_overlap", "scale_degree_overlap", "distinct_chord_ratio",
+                     "voice_leading"):
             assert iv[name][0] <= value[name] <= iv[name][1], name
         widths.append(iv["in_key_rate"][1] - iv["in_key_rate"][0])
     assert 0 < widths[1] < widths[0] / 2
     # the reference's pieces are drawn too: one piece cut in twelve windows has no such noise
-    pco = {}
-    for name, groups in (("per clip", None), ("one piece", np.zeros(12))):
-        low, high = compare.set_measure_intervals(many, real_seqs, lowest_pitch=cfg.lowest_pitch, real_groups=groups,
-                                                  n_resamples=200, rng=np.random.default_rng(0))["pitch_class_overlap"]
-        pco[name] = high - low
-    assert pco["per clip"] > pco["one piece"] > 0
+    for measure in ("pitch_class_overlap", "scale_degree_overlap"):
+        width = {}
+        for name, groups in (("per clip", None), ("one piece", np.zeros(12))):
+            low, high = compare.set_measure_intervals(many, real_seqs, lowest_pitch=cfg.lowest_pitch,
+                                                      real_groups=groups, n_resamples=200,
+                                                      rng=np.random.default_rng(0))[measure]
+            width[name] = high - low
+        assert width["per clip"] > width["one piece"] > 0, measure
     with pytest.raises(MusicRLError, match="real_groups"):
         compare.set_measure_intervals(many, real_seqs, lowest_pitch=cfg.lowest_pitch, real_groups=np.zeros(3),
                                       n_resamples=20, rng=np.random.default_rng(0))
@@ -234,6 +237,7 @@ def test_compare_to_real_with_too_few_clips_leaves_tests_out(rng):
     assert np.isnan(res["row"]["copy_rate"])
     assert sum("too few" in note for note in res["notes"]) == 2
     assert res["row"]["pitch_class_overlap"] == pytest.approx(1.0)
+    assert res["row"]["scale_degree_overlap"] == pytest.approx(1.0)
 
 
 def test_compare_to_real_rejects_bad_sets():
@@ -316,8 +320,9 @@ def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
     assert data["real_pieces"] >= 1 and data["reference_pieces"] >= 1
     assert data["real_windows"] == ev["sizes"]["real"] and data["reference_windows"] <= N
     assert ev["settings"]["d_epochs"] == 1 and ev["settings"]["copy_run_length"] == 4
-    unit = ["fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc", "mgeval_oa", "copy_rate", "pitch_class_overlap", "empty_step_rate",
-            "in_key_rate", "consonant_chord_rate", "repetition_rate", "top3_pitch_share"]
+    unit = ["fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc", "mgeval_oa", "copy_rate", "pitch_class_overlap",
+            "scale_degree_overlap", "empty_step_rate", "in_key_rate", "consonant_chord_rate", "repetition_rate",
+            "top3_pitch_share"]
     # the discriminator trained on the training pieces: their 5 windows each against 4 * N clips of a set
     train_windows = 5 * len(json.loads((runs["a"] / "run.json").read_text())["data"]["train_names"])
     assert ev["d_train_sizes"] == {"real": train_windows, "random": 4 * N, "pretrained": 4 * N, "agent": 4 * N}

@@ -447,8 +447,10 @@ def test_summarize_of_a_triad_piece():
     assert out["distinct_chord_ratio"] == pytest.approx(3 / 4)
     assert out["distinct_chords_common"] == 3.0
     assert out["pitch_class_overlap"] == pytest.approx(1.0)
+    assert out["scale_degree_overlap"] == pytest.approx(1.0)
     assert out["voice_leading"] == pytest.approx(metrics.voice_leading_distance(seqs)[0])
     assert "pitch_class_overlap" not in metrics.summarize(seqs)
+    assert "scale_degree_overlap" not in metrics.summarize(seqs)
 
 
 def test_summarize_of_silence_is_nan_not_an_error():
