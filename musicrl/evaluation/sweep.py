@@ -61,7 +61,7 @@ __all__ = [
 
 HEADLINE: tuple[str, ...] = (
     "fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc", "in_key_rate", "consonant_chord_rate", "pitch_class_overlap",
-    "distinct_chord_ratio", "copy_rate", "top3_pitch_share",
+    "scale_degree_overlap", "distinct_chord_ratio", "copy_rate", "top3_pitch_share",
 )
 """The measures of the markdown tables, in order."""
 
@@ -72,6 +72,7 @@ BETTER: dict[str, int] = {
     "in_key_rate": +1,
     "consonant_chord_rate": +1,
     "pitch_class_overlap": +1,
+    "scale_degree_overlap": +1,
 }
 """Which way is better (+1 higher, -1 lower) for the measures the adversarial phase must improve."""
 
