@@ -3,9 +3,11 @@
 One evaluation draws one split of the held-out pieces into the reference and
 the real set, and one sample of each policy. The pitch-class overlap compares
 a set's histogram with the reference's: a score of about twenty chorales,
-whose keys decide much of it. This script evaluates each run again with
-several evaluation seeds (the run stays the same; the reference halves and the
-samples change), without the fresh discriminators, and reports:
+whose keys decide much of it; the scale-degree overlap compares the same
+notes counted from each piece's tonic, which the keys do not move. This
+script evaluates each run again with several evaluation seeds (the run stays
+the same; the reference halves and the samples change), without the fresh
+discriminators, and reports:
 
 * per run and measure, the real set (other held-out pieces: what music of
   the same source scores), the pretrained policy, the agent and their change,
@@ -39,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _report import emit, runs_parser  # noqa: E402  (this folder, beside the script)
 
-MEASURES = ("pitch_class_overlap", "in_key_rate", "consonant_chord_rate", "seq_clf_acc")
+MEASURES = ("pitch_class_overlap", "scale_degree_overlap", "in_key_rate", "consonant_chord_rate", "seq_clf_acc")
 TRAIN_OVERLAP = "pc_overlap_train"
 SETS = ("real", "pretrained", "agent")
 
