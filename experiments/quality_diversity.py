@@ -2,8 +2,8 @@
 
 Each policy is sampled at every temperature from the same random numbers and
 scored against its run's held-out chorales: quality (in-key share, consonant
-chords, the feature classifier's accuracy at telling the set from the
-chorales, lower is better) and diversity (distinct chords per piece,
+chords, scale-degree overlap with the chorales, the feature classifier's
+accuracy at telling the set from the chorales, lower is better) and diversity (distinct chords per piece,
 pitch-class entropy per piece). A point is the mean over the policy's runs
 (seeds); its error bar is the 95 % half-width of that mean from the seed
 spread and each evaluation's own noise together (bootstrap over pieces for
@@ -42,10 +42,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-QUALITY = {"in_key_rate": True, "consonant_chord_rate": True, "seq_clf_acc": False}  # measure: higher is better
+# measure: higher is better
+QUALITY = {"in_key_rate": True, "consonant_chord_rate": True, "scale_degree_overlap": True, "seq_clf_acc": False}
 DIVERSITY = ("distinct_chord_ratio", "pitch_class_entropy")
 LABELS = {"in_key_rate": "in-key share", "consonant_chord_rate": "consonant chords",
-          "seq_clf_acc": "feature classifier acc. (0.5 = real)", "distinct_chord_ratio": "distinct chords per step",
+          "scale_degree_overlap": "scale-degree overlap", "seq_clf_acc": "feature classifier acc. (0.5 = real)",
+          "distinct_chord_ratio": "distinct chords per step",
           "pitch_class_entropy": "pitch-class entropy (bits)"}
 MEASURES = (*QUALITY, *DIVERSITY)
 
@@ -106,7 +108,7 @@ def _measure(args) -> tuple[dict, dict]:
 
     def scored(run: str, what: str, temperature: float | None, make_seqs) -> dict:
         # a set already scored (by an earlier call with the same cache) is read back, not drawn again
-        key = json.dumps([str(Path(run).resolve()), what, temperature, args.n, args.seed, args.resamples])
+        key = json.dumps([str(Path(run).resolve()), what, temperature, args.n, args.seed, args.resamples, MEASURES])
         cache = Path(args.cache or Path(args.out) / "cache") / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
         if cache.exists():
             return json.loads(cache.read_text())

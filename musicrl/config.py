@@ -202,8 +202,8 @@ class Config:
     """Curriculum of lengths: the first adversarial pieces have this many chords, doubling every ``curriculum_iterations`` iterations up to ``n_steps`` (0: always ``n_steps``). D hears the shorter pieces, real and generated, followed by rests."""
     curriculum_iterations: int = 100
     """Adversarial iterations at each length of the curriculum."""
-    d_fooled_threshold: float = 0.0
-    """Update D only in iterations whose batch fools it: D's mean probability of 'real' on the generated clips at least this, in [0, 1) (0: always update; GAPT's gate)."""
+    d_max_accuracy: float = 1.0
+    """Update D only in iterations in which the policy fools it: its accuracy on the iteration's real and generated clips, before the update, at most this, in [0, 1] (1: always update; GAPT's gate)."""
     pretrain_steps: int = 300
     """Maximum-likelihood steps of the policy on real windows before adversarial training (0: none)."""
     pretrain_minutes: float = 0.0
@@ -447,7 +447,7 @@ def _check_ranges(cfg: Config) -> None:
         ("policy_dropout", 0.0, 1.0, True),
         ("reward_gamma", 0.0, 1.0, False),
         ("gae_lambda", 0.0, 1.0, False),
-        ("d_fooled_threshold", 0.0, 1.0, True),
+        ("d_max_accuracy", 0.0, 1.0, False),
         ("reward_baseline_decay", 0.0, 1.0, True),
         ("ppo_clip", 0.0, 1.0, True),
     ):

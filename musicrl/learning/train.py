@@ -1047,18 +1047,21 @@ def _score_and_first_d_update(state: TrainState, run: _Run, real_x: np.ndarray, 
                               length: int) -> tuple[dict[str, float], np.ndarray]:
     """D's logits of the batch from before its first update, and that update's figures.
 
-    Under ``d_fooled_threshold`` D first only listens; it is updated when the
-    batch fooled it often enough (GAPT's gate: a critic that keeps winning
-    stops learning until the policy catches up). The figures of a skipped
-    update are NaN (not measured; null in metrics.jsonl) with ``updated`` 0.
+    Under ``d_max_accuracy`` D first only listens, to the real clips too; it
+    is updated when its accuracy on the batch (the last step's logit on the
+    right side of 0, real and generated weighed alike) is at most that: GAPT's
+    gate, a critic that keeps winning stops learning until the policy catches
+    up. An untrained D that calls everything generated is at 0.5 and learns.
+    The figures of a skipped update are NaN (not measured; null in
+    metrics.jsonl) with ``updated`` 0.
     """
     cfg, dist = state.cfg, run.dist
-    if not cfg.d_fooled_threshold:
+    if cfg.d_max_accuracy >= 1:
         d_stats, pred_gen = dist.train_and_score(state.d, real_x, gen_x)
         return {**d_stats, "updated": 1.0}, pred_gen
-    pred_gen = dist.score_d(state.d, gen_x)
-    fooled = float(np.mean(1.0 / (1.0 + np.exp(-pred_gen[:, length - 1]))))
-    if fooled < cfg.d_fooled_threshold:
+    pred_gen, pred_real = dist.score_d(state.d, gen_x), dist.score_d(state.d, real_x)
+    accuracy = 0.5 * (float(np.mean(pred_real[:, length - 1] > 0)) + float(np.mean(pred_gen[:, length - 1] <= 0)))
+    if accuracy > cfg.d_max_accuracy:
         skipped = dict.fromkeys(("loss", "loss_real", "loss_gen", "gp", "acc_real", "acc_gen"), float("nan"))
         return {**skipped, "updated": 0.0}, pred_gen
     return {**dist.train_d(state.d, real_x, gen_x), "updated": 1.0}, pred_gen
