@@ -169,6 +169,15 @@ def _check_positive_int(value: int, name: str) -> int:
 # pitch content
 
 
+def _normalized(counts: np.ndarray, pooled: bool) -> np.ndarray:
+    """(batch, k) counts -> each row (or, pooled, their sum) divided by its total; zeros where there is none."""
+    if pooled:
+        counts = counts.sum(axis=0, keepdims=True)
+    total = counts.sum(axis=-1, keepdims=True)
+    hist = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    return hist[0] if pooled else hist
+
+
 def pitch_class_histogram(
     seqs: np.ndarray, *, lowest_pitch: int = 36, pooled: bool = False
 ) -> np.ndarray:
@@ -194,11 +203,7 @@ def pitch_class_histogram(
     """
     pooled = _check_bool(pooled, "pooled")
     counts = _chroma(_on(seqs), lowest_pitch).sum(axis=1)
-    if pooled:
-        counts = counts.sum(axis=0, keepdims=True)
-    total = counts.sum(axis=-1, keepdims=True)
-    hist = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
-    return hist[0] if pooled else hist
+    return _normalized(counts, pooled)
 
 
 def pitch_class_entropy(seqs: np.ndarray, *, lowest_pitch: int = 36) -> np.ndarray:
@@ -461,11 +466,7 @@ def scale_degree_histogram(
     """
     pooled = _check_bool(pooled, "pooled")
     counts = _scale_degree_counts(_on(seqs), lowest_pitch)
-    if pooled:
-        counts = counts.sum(axis=0, keepdims=True)
-    total = counts.sum(axis=-1, keepdims=True)
-    hist = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
-    return hist[0] if pooled else hist
+    return _normalized(counts, pooled)
 
 
 def scale_degree_overlap(
