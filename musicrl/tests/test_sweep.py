@@ -268,7 +268,8 @@ def test_tiny_sweep_end_to_end(tmp_path):
 
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
-EXPERIMENTS = sorted(EXPERIMENTS_DIR.rglob("*.json"))
+# every JSON file of experiments/ is an experiment, except the measured outputs kept under results/
+EXPERIMENTS = sorted(p for p in EXPERIMENTS_DIR.rglob("*.json") if "results" not in p.relative_to(EXPERIMENTS_DIR).parts)
 
 
 def test_every_experiments_folder_has_its_default():
