@@ -273,13 +273,8 @@ def gae_advantages(rewards: np.ndarray, values: np.ndarray, *, gamma: float = 1.
     if v.shape != r.shape:
         raise MusicRLError(f"values must have the shape of rewards {r.shape}, got {v.shape}")
     next_v = np.concatenate([v[:, 1:], np.zeros_like(v[:, :1])], axis=1)
-    delta = r + gamma * next_v - v
-    out = np.empty_like(r)
-    acc = np.zeros(r.shape[0], dtype=np.float64)
-    for t in range(r.shape[1] - 1, -1, -1):
-        acc = delta[:, t] + gamma * lam * acc
-        out[:, t] = acc
-    return out
+    # the estimates are the temporal differences' reward-to-go at the discount gamma * lam
+    return discounted_returns(r + gamma * next_v - v, gamma=gamma * lam)
 
 
 def advantages(
