@@ -32,7 +32,7 @@ from ..learning.discriminator import d_input_kind
 from ..music import metrics
 from .checks import check_int
 from .compare import BOOTSTRAP_RESAMPLES, D_BATCH_SIZE, INTERVAL_LEVEL, SEQ_SPLITS, compare_to_real
-from .mgeval import PIECE_FEATURES, piece_features
+from .mgeval import PIECE_FEATURES, nanmean, piece_features
 from .report import EVAL_SETS, SET_LABELS, check_evaluation, write_report_files
 from .sets import EvalSets, load_eval_sets
 from .two_sample import FRESH_D_BETA_1, FRESH_D_LEARNING_RATE, discriminator_two_sample_test, set_d_inputs
@@ -158,7 +158,8 @@ def evaluate_run(
 def _compare_sets(ev: EvalSets, names: list[str], *, d_test: bool, d_epochs: int, d_splits: int,
                   n_resamples: int, bar: Any, seconds: dict[str, float]) -> dict[str, dict[str, Any]]:
     """:func:`compare_to_real` of each set against the reference, with the same seed (the same folds and
-    pair draws for every set); the D inputs of the reference are computed once."""
+    pair draws for every set); the real row is :func:`_compare_real_folds`. The D inputs of the reference
+    are computed once."""
     cfg = ev.cfg
     t = time.perf_counter()
     ref_x = set_d_inputs(ev.reference, cfg) if d_test else None
@@ -166,24 +167,68 @@ def _compare_sets(ev: EvalSets, names: list[str], *, d_test: bool, d_epochs: int
     bar.update(1)
     results = {}
     d_cache: dict = {}
+    options = {"train_seqs": ev.train_seqs, "d_test": d_test, "d_epochs": d_epochs, "d_splits": d_splits,
+               "d_cache": d_cache, "n_resamples": n_resamples}
     for name in names:
         bar.set_postfix_str(f"{name}: D inputs")
-        gen_x = set_d_inputs(ev.sets[name], cfg) if d_test else None
+        gen_x = set_d_inputs(ev.sets[name], cfg) if d_test and name != "real" else None
         train_gen_x = set_d_inputs(ev.d_train[name], cfg) if name != "real" and name in ev.d_train else None
         seconds["d_inputs"] = seconds.get("d_inputs", 0.0) + time.perf_counter() - t
         bar.update(1)
         t = time.perf_counter()
         bar.set_postfix_str(f"{name}: measures and tests")
-        results[name] = compare_to_real(
-            ev.sets[name], ev.reference, cfg, train_seqs=ev.train_seqs, d_test=d_test, d_epochs=d_epochs,
-            d_splits=d_splits, gen_x=gen_x, real_x=ref_x, train_real_x=train_real_x, train_gen_x=train_gen_x,
-            d_cache=d_cache, real_groups=ev.groups["reference"], gen_groups=ev.groups.get(name),
-            n_resamples=n_resamples, seed=np.random.default_rng([ev.info["seed"], 10]),
-        )
+        seed = np.random.default_rng([ev.info["seed"], 10])
+        if name == "real":
+            results[name] = _compare_real_folds(ev, ref_x, seed=seed, **options)
+        else:
+            results[name] = compare_to_real(
+                ev.sets[name], ev.reference, cfg, gen_x=gen_x, real_x=ref_x, train_real_x=train_real_x,
+                train_gen_x=train_gen_x, real_groups=ev.groups["reference"], gen_groups=ev.groups.get(name),
+                seed=seed, **options)
         seconds[f"compare_{name}"] = time.perf_counter() - t
         bar.update(1)
         t = time.perf_counter()
     return results
+
+
+def _compare_real_folds(ev: EvalSets, ref_x: np.ndarray | None, *, seed: np.random.Generator,
+                        **options: Any) -> dict[str, Any]:
+    """The real row: each fold of the held-out pieces (``ev.folds``) through :func:`compare_to_real`
+    against the other folds, and the mean over the folds of every figure (:func:`_mean_over_folds`).
+
+    Every held-out piece is scored once and never against itself. The
+    interval of a column is the mean of the folds' bounds: each fold's
+    interval covers its own value, so it is wider than the mean's.
+    """
+    results = []
+    groups = ev.groups["reference"]
+    for fold in np.unique(ev.folds):
+        inside = ev.folds == fold
+        results.append(compare_to_real(
+            ev.reference[inside], ev.reference[~inside], ev.cfg,
+            gen_x=None if ref_x is None else ref_x[inside], real_x=None if ref_x is None else ref_x[~inside],
+            real_groups=groups[~inside], gen_groups=groups[inside], seed=seed, **options))
+    return _mean_over_folds(results)
+
+
+def _mean_over_folds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several :func:`compare_to_real` results as one: the mean of every number (NaN left out), the other
+    values of the first, and every fold's notes once."""
+    def mean(values: list[Any]) -> Any:
+        first = values[0]
+        if isinstance(first, dict):
+            return {k: mean([v.get(k) for v in values if isinstance(v, dict) and k in v]) for k in first}
+        if isinstance(first, (tuple, list)) and all(isinstance(v, (tuple, list)) and len(v) == len(first)
+                                                    for v in values):
+            return type(first)(mean(list(parts)) for parts in zip(*values))
+        if isinstance(first, (int, float, np.integer, np.floating)) and not isinstance(first, bool):
+            numbers = np.asarray([v for v in values if v is not None], dtype=np.float64)
+            return float(nanmean(numbers)) if isinstance(first, (float, np.floating)) else first
+        return first
+
+    notes = list(dict.fromkeys(line for r in results for line in r["notes"]))
+    return {**mean([{k: v for k, v in r.items() if k != "notes"} for r in results]),
+            "folds": len(results), "notes": notes}
 
 
 def _evaluation(ev: EvalSets, names: list[str], results: dict[str, dict[str, Any]],

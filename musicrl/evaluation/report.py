@@ -204,6 +204,17 @@ def _write_text(path: Path, text: str) -> None:
         raise MusicRLError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
 
 
+def _reference_text(data: dict[str, Any], split: str) -> str:
+    """The report's line on the real clips, as this evaluation drew them (or as an older one did)."""
+    reference = (f"- reference: {data.get('reference_windows')} windows of {data.get('reference_pieces')} {split} "
+                 f"pieces of `{data.get('root')}`")
+    if "real_folds" in data:
+        return (f"{reference}, every one of them; the real row: the same pieces dealt into {data['real_folds']} "
+                f"folds, each scored against the others, and the mean over the folds")
+    return (f"{reference}; the real row: {data.get('real_windows')} windows of the {data.get('real_pieces')} "
+            f"other {split} pieces")
+
+
 def _sizes_text(sizes: Any) -> str:
     if not sizes:
         return "not run"
@@ -230,9 +241,7 @@ def report_markdown(evaluation: dict[str, Any], plot_files: Sequence[str], *, li
                                   if pre else "none in this run"),
         f"- generated sets: {evaluation.get('n')} pieces each, sampled at temperature "
         f"{evaluation.get('sample_temperature')}; seed {evaluation.get('seed')}",
-        f"- reference: {data.get('reference_windows')} windows of {data.get('reference_pieces')} {split} pieces "
-        f"of `{data.get('root')}`; the real row: {data.get('real_windows')} windows of the "
-        f"{data.get('real_pieces')} other {split} pieces",
+        _reference_text(data, split),
         f"- fresh discriminator: a new `{settings.get('d_arch')}` D on {settings.get('d_input')} inputs per set, "
         f"{settings.get('d_splits')}-fold, {settings.get('d_epochs')} epoch(s), batch {settings.get('d_batch_size')}"
         + (f", Adam at {settings['d_learning_rate']:g} (beta_1 {settings.get('d_beta_1'):g}) for every run"

@@ -1,9 +1,9 @@
 """The sets an evaluation of a run compares: real held-out music, random progressions, the policies.
 
 :func:`load_eval_sets` reads a run folder (its settings, checkpoints and
-real data) and draws every set: held-out real clips split in two halves of
-whole pieces (the reference every set is compared with, and the real row),
-random progressions (:func:`rand_progression_seqs`), the policy after
+real data) and draws every set: every window of the held-out pieces (the
+reference every generated set is compared with; dealt into folds of whole
+pieces for the real row, each fold against the others), random progressions (:func:`rand_progression_seqs`), the policy after
 pretraining alone and the trained agent.
 """
 
@@ -25,7 +25,11 @@ from ..store.checkpoint import latest_checkpoint, load_checkpoint
 from ..store.runs import CONFIG_FILE, is_run_dir, run_paths
 from .checks import check_int, read_json
 
-__all__ = ["EvalSets", "load_eval_sets", "rand_progression_seqs"]
+__all__ = ["EvalSets", "REAL_FOLDS", "load_eval_sets", "rand_progression_seqs"]
+
+REAL_FOLDS = 4
+"""Folds of the held-out pieces behind the real row (fewer when a fold would hold fewer than two pieces)."""
+
 
 def rand_progression_seqs(n: int, cfg: Any, *, seed: Any = 0) -> np.ndarray:
     """The random baseline on a config's grid: ``n`` random progressions as seqs (``rand_seqs``).
@@ -67,11 +71,14 @@ class EvalSets(NamedTuple):
     cfg: Any
     """The run's settings."""
     sets: dict[str, np.ndarray]
-    """Set name (of :data:`musicrl.evaluation.report.EVAL_SETS`) -> seqs; 'pretrained' only when the run has that checkpoint."""
+    """Set name (of :data:`musicrl.evaluation.report.EVAL_SETS`) -> seqs; 'pretrained' only when the run has
+    that checkpoint. 'real' is every held-out window, as ``reference`` is."""
     reference: np.ndarray
-    """The real clips every set is compared with."""
+    """The real clips every generated set is compared with: every window of the held-out pieces."""
     groups: dict[str, np.ndarray]
     """For 'real' and 'reference': the index of the piece each window was cut from."""
+    folds: np.ndarray
+    """The fold of each window of ``reference``: the real row scores each fold against the other folds."""
     train_seqs: list[np.ndarray]
     """The run's training pieces (full length), for the copy rate."""
     d_train: dict[str, np.ndarray]
@@ -97,10 +104,13 @@ def _windows(real_data: Any, seqs: list) -> np.ndarray:
     return seqs_to_windows(seqs, n_steps=real_data.n_steps, hop=real_data.window_hop, n_pitches=real_data.n_pitches)
 
 
-def _split_real(real_data: Any, rng: np.random.Generator) -> tuple:
-    """Held-out pieces split in two halves of about equal windows; every window of each.
+def _heldout(real_data: Any, rng: np.random.Generator, n_folds: int) -> tuple:
+    """Every window of the held-out pieces, the piece of each, its fold, an info dict and notes.
 
-    Returns the two halves' windows, their piece indices, an info dict and notes.
+    The pieces are dealt into ``n_folds`` folds (fewer when there are fewer
+    than two pieces a fold, two at least) of about equal windows: each fold is the real row's set once,
+    against the other folds as its reference. A single piece's windows are
+    dealt instead, each window its own group.
     """
     notes = []
     pieces, names, split = real_data.heldout_seqs, real_data.heldout_names, "heldout"
@@ -108,34 +118,34 @@ def _split_real(real_data: Any, rng: np.random.Generator) -> tuple:
         pieces, names, split = real_data.train_seqs, real_data.train_names, "train"
         notes.append("the data set has no held-out pieces (holdout_fraction is 0 or the set is tiny): the real "
                      "clips are training pieces, so the real row's copy rate is 1 and the agent may have seen them")
-
     per_piece = [_windows(real_data, [p]) for p in pieces]
-    if len(pieces) >= 2:
-        halves: tuple[list, list] = ([], [])
-        counts = [0, 0]
-        for i in rng.permutation(len(pieces)):
-            side = int(counts[1] < counts[0])
-            halves[side].append(i)
-            counts[side] += len(per_piece[i])
-        real_a, ref = (np.concatenate([per_piece[i] for i in half]) for half in halves)
-        group_a, group_ref = (np.concatenate([np.full(len(per_piece[i]), i) for i in half]) for half in halves)
-        half_names = ([names[i] for i in sorted(halves[0])], [names[i] for i in sorted(halves[1])])
-    else:
-        both = per_piece[0][rng.permutation(len(per_piece[0]))]
-        real_a, ref = both[: len(both) // 2], both[len(both) // 2 :]
-        # one piece: each window counts as its own group
-        group_a, group_ref = np.arange(len(real_a)), len(real_a) + np.arange(len(ref))
-        half_names = (list(names), list(names))
-        notes.append("a single real piece: its windows are split in two, so the real row is optimistic")
-    if len(real_a) == 0 or len(ref) == 0:
+    windows = np.concatenate(per_piece) if per_piece else np.zeros((0, real_data.n_steps, real_data.n_pitches))
+    if len(windows) < 2:
         raise MusicRLError(
-            f"the run's data has {len(real_a) + len(ref)} real window(s) of {real_data.n_steps} steps outside "
+            f"the run's data has {len(windows)} real window(s) of {real_data.n_steps} steps outside "
             "training: at least 2 are needed to evaluate"
         )
-    info = {"split": split, "real_pieces": len(half_names[0]), "real_windows": len(real_a),
-            "reference_pieces": len(half_names[1]), "reference_windows": len(ref),
-            "real_names": half_names[0], "reference_names": half_names[1]}
-    return real_a, ref, {"real": group_a, "reference": group_ref}, info, notes
+    if len(pieces) >= 2:
+        groups = np.concatenate([np.full(len(w), i) for i, w in enumerate(per_piece)])
+        # two pieces a fold at least: the real row's two-sample tests need two pieces of each side
+        k = max(2, min(n_folds, len(pieces) // 2))
+        piece_fold = np.zeros(len(pieces), dtype=np.int64)
+        counts = np.zeros(k)
+        for i in rng.permutation(len(pieces)):
+            # the fold with the fewest windows so far, so the folds' real sets are of about one size
+            piece_fold[i] = int(np.argmin(counts))
+            counts[piece_fold[i]] += len(per_piece[i])
+        folds = piece_fold[groups]
+        fold_names = [[names[i] for i in range(len(pieces)) if piece_fold[i] == f] for f in range(k)]
+    else:
+        groups = np.arange(len(windows))
+        folds = np.zeros(len(windows), dtype=np.int64)
+        folds[rng.permutation(len(windows))[: len(windows) // 2]] = 1
+        fold_names = [list(names), list(names)]
+        notes.append("a single real piece: its windows are dealt into two folds, so the real row is optimistic")
+    info = {"split": split, "reference_pieces": len(pieces), "reference_windows": len(windows),
+            "reference_names": list(names), "real_folds": len(fold_names), "fold_names": fold_names}
+    return windows, groups, folds, info, notes
 
 
 def _policy_of(policy: Any, run_dir: Path, loaded: Path, wanted: Path) -> Any:
@@ -163,12 +173,16 @@ def load_eval_sets(
     """The pieces an evaluation of a run compares.
 
     * the run's real data (the folder recorded in its ``run.json``, else its
-      ``data_dir``) is loaded with the run's settings, and its held-out
-      pieces are split in two halves of whole pieces: ``reference``, which
-      every set is compared with, and the ``'real'`` set, which shows the
-      scores of music from the same source (a perfect generator's scores);
-      every window of each (a draw of them would add its own noise to
-      every measure against the reference);
+      ``data_dir``) is loaded with the run's settings; every window of its
+      held-out pieces is the ``reference`` every generated set is compared
+      with, the same in every evaluation of the run, so that what moves
+      between two evaluations is the generated sets alone (a draw of the
+      pieces, or half of them, added the draw's noise to every measure
+      against the reference). The same windows are the ``'real'`` set, the
+      scores of music from the same source (a perfect generator's): its
+      pieces are dealt into ``REAL_FOLDS`` folds (``folds``), each scored
+      against the others, so every held-out piece is judged once and never
+      against itself;
     * ``'random'``: ``n`` :func:`rand_progression_seqs`;
     * ``'pretrained'``: ``n`` pieces of the policy after pretraining alone
       (checkpoint ``pretrained``; left out when the run has none);
@@ -228,9 +242,11 @@ def load_eval_sets(
     run_info = read_json(paths.run) if paths.run.is_file() else {}
     real_data, root, notes = _load_real_data(run_info, cfg, data_dir, progress)
 
-    real_a, reference, groups, split_info, split_notes = _split_real(real_data, np.random.default_rng([seed, 0]))
+    reference, pieces, folds, split_info, split_notes = _heldout(real_data, np.random.default_rng([seed, 0]),
+                                                                REAL_FOLDS)
     notes += split_notes
-    sets = {"real": real_a, "random": rand_progression_seqs(n, cfg, seed=np.random.default_rng([seed, 1]))}
+    groups = {"real": pieces, "reference": pieces}
+    sets = {"real": reference, "random": rand_progression_seqs(n, cfg, seed=np.random.default_rng([seed, 1]))}
 
     d_train: dict[str, np.ndarray] = {}
     if n_d_train:
@@ -268,8 +284,8 @@ def load_eval_sets(
         "d_train_sizes": {k: int(len(v)) for k, v in d_train.items()},
         "notes": notes,
     }
-    return EvalSets(cfg=cfg, sets=sets, reference=reference, groups=groups, train_seqs=list(real_data.train_seqs),
-                    d_train=d_train, info=info)
+    return EvalSets(cfg=cfg, sets=sets, reference=reference, groups=groups, folds=folds,
+                    train_seqs=list(real_data.train_seqs), d_train=d_train, info=info)
 
 
 def _load_real_data(run_info: dict[str, Any], cfg: Any, data_dir: Any, progress: bool) -> tuple:

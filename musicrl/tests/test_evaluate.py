@@ -317,8 +317,8 @@ def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
     data = ev["data"]
     assert data["split"] == "heldout"
     # 8 pieces of 12 chords, half held out by name: 5 windows of 4 steps per piece
-    assert data["real_pieces"] >= 1 and data["reference_pieces"] >= 1
-    assert data["real_windows"] == ev["sizes"]["real"] and data["reference_windows"] <= N
+    assert data["reference_pieces"] >= 4 and data["real_folds"] == 2
+    assert data["reference_windows"] == ev["sizes"]["real"] == 5 * data["reference_pieces"]
     assert ev["settings"]["d_epochs"] == 1 and ev["settings"]["copy_run_length"] == 4
     unit = ["fresh_d_acc", "fresh_d_full_acc", "seq_clf_acc", "mgeval_oa", "copy_rate", "pitch_class_overlap",
             "scale_degree_overlap", "empty_step_rate", "in_key_rate", "consonant_chord_rate", "repetition_rate",
@@ -329,7 +329,7 @@ def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
     assert ev["table"]["real"]["fresh_d_full_acc"] is None and ev["tests"]["real"]["fresh_d_full"] == {}
     for name in ("random", "pretrained", "agent"):
         test = ev["tests"][name]["fresh_d_full"]
-        assert test["n_train_per_class"] == train_windows and test["n_test_per_class"] == data["reference_windows"]
+        assert test["n_train_per_class"] == train_windows and test["n_test_per_class"] == min(data["reference_windows"], N)
     for name in ev["sets"]:
         row = ev["table"][name]
         assert set(row) == set(ev["columns"])
@@ -354,15 +354,55 @@ def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
                 assert 0.0 <= low <= value <= high <= 1.0, (name, column)
 
 
-def test_real_halves_are_different_unseen_pieces(runs, evaluated):
+def test_the_reference_is_every_heldout_window_and_the_real_folds_deal_each_piece_once(runs, evaluated):
     data = evaluated[3]["data"]
-    run_info = json.loads((runs["a"] / "run.json").read_text())["data"]
-    real, reference = set(data["real_names"]), set(data["reference_names"])
-    assert real and reference and not real & reference
-    assert real | reference == set(run_info["heldout_names"])
-    assert len(real) == data["real_pieces"] and len(reference) == data["reference_pieces"]
+    heldout = json.loads((runs["a"] / "run.json").read_text())["data"]["heldout_names"]
+    assert data["reference_names"] == heldout and data["reference_pieces"] == len(heldout)
     # every window of the held-out pieces, not a draw of them: 5 windows of 4 steps per piece of 12 chords
-    assert data["real_windows"] == 5 * len(real) and data["reference_windows"] == 5 * len(reference)
+    assert data["reference_windows"] == 5 * len(heldout)
+    folds = [set(names) for names in data["fold_names"]]
+    assert len(folds) == data["real_folds"] and all(len(f) >= 2 for f in folds)
+    assert set().union(*folds) == set(heldout) and sum(len(f) for f in folds) == len(heldout)
+
+
+def test_the_reference_is_the_same_in_every_draw_and_only_the_generated_sets_move(runs):
+    a, b = (sets.load_eval_sets(runs["a"], n=N, seed=seed, n_d_train=0) for seed in (0, 1))
+    np.testing.assert_array_equal(a.reference, b.reference)
+    np.testing.assert_array_equal(a.groups["reference"], b.groups["reference"])
+    assert not np.array_equal(a.sets["agent"], b.sets["agent"])
+    for ev in (a, b):
+        # each fold holds whole pieces
+        for piece in np.unique(ev.groups["reference"]):
+            assert np.unique(ev.folds[ev.groups["reference"] == piece]).size == 1
+
+
+def test_the_real_row_is_the_mean_of_its_folds_each_against_the_others(runs, evaluated):
+    ev = sets.load_eval_sets(runs["a"], n=N, seed=0, n_d_train=0)
+    cfg, row = ev.cfg, evaluated[3]["table"]["real"]
+    per_fold = []
+    for fold in np.unique(ev.folds):
+        inside = ev.folds == fold
+        per_fold.append(metrics.summarize(ev.reference[inside], lowest_pitch=cfg.lowest_pitch,
+                                          reference_seqs=ev.reference[~inside]))
+    assert len(per_fold) == 2
+    for column in ("in_key_rate", "pitch_class_overlap", "scale_degree_overlap", "voice_leading"):
+        assert row[column] == pytest.approx(np.mean([f[column] for f in per_fold]), abs=1e-9), column
+    # the overlap of a fold with the rest, not of the held-out pieces with themselves (which is 1)
+    assert row["pitch_class_overlap"] < 1.0
+
+
+def test_mean_over_folds_averages_numbers_and_keeps_the_rest():
+    folds = [
+        {"row": {"a": 0.2, "b": float("nan")}, "intervals": {"a": (0.1, 0.3)}, "seq_test": {"n_splits": 2},
+         "copy_run_length": 4, "notes": ["x", "y"]},
+        {"row": {"a": 0.4, "b": 1.0}, "intervals": {"a": (0.3, 0.7)}, "seq_test": {"n_splits": 3},
+         "copy_run_length": 4, "notes": ["y", "z"]},
+    ]
+    mean = evaluate._mean_over_folds(folds)
+    assert mean["row"] == {"a": pytest.approx(0.3), "b": 1.0}
+    assert mean["intervals"]["a"] == (pytest.approx(0.2), pytest.approx(0.5))
+    assert mean["seq_test"] == {"n_splits": 2} and mean["copy_run_length"] == 4
+    assert mean["notes"] == ["x", "y", "z"] and mean["folds"] == 2
 
 
 def test_evaluate_without_d_and_plots(runs, evaluated, quick):
