@@ -17,6 +17,15 @@ when it is above it on at least one pair and below it on none, every quality
 measure judged at least once (a point more or less diverse than the whole
 curve cannot be judged against it on that diversity measure).
 
+When every policy has as many runs as the control, each is also judged
+*paired by seed* (:func:`musicrl.evaluation.frontier.paired_gap_to_curve`):
+runs are paired by their order on the command line, the i-th run of a policy
+against the curve of the control's i-th run, so give every policy's runs in
+the same seed order. Runs with one seed share the data split and the
+pretrained policy; the mean of the per-run gaps, judged against the spread of
+those gaps, cancels what they share. The rule for beating the curve is the
+same.
+
 Usage::
 
     python experiments/quality_diversity.py \\
@@ -25,10 +34,12 @@ Usage::
         [--policy pretrained runs/len32/default/seed{0,1,2}:pretrained] \\
         [--temperatures 0.6 0.7 0.8 0.9 1.0 1.1 1.2] [--n 256] --out experiments/results/qd32
 
-Writes ``<out>/qd.md`` (the tables and verdicts), ``qd.json`` (every number)
-and ``qd.png`` (quality against diversity, one line per policy). Each scored
-set is kept in ``<out>/cache/`` (or ``--cache``), so a later call with more
-policies scores only the new ones.
+Writes ``<out>/qd.md`` (the tables and verdicts), ``qd.json`` (every number,
+the paired verdicts under ``paired_verdicts``) and ``qd.png`` (quality
+against diversity, one line per policy). Each scored set is kept in
+``<out>/cache/`` (or ``--cache``), so a later call with more policies scores
+only the new ones; the cache key names the reference the sets are scored
+against (:data:`REFERENCE`), so a set scored against another is scored again.
 """
 
 from __future__ import annotations
@@ -50,13 +61,17 @@ LABELS = {"in_key_rate": "in-key share", "consonant_chord_rate": "consonant chor
           "distinct_chord_ratio": "distinct chords per step",
           "pitch_class_entropy": "pitch-class entropy (bits)"}
 MEASURES = (*QUALITY, *DIVERSITY)
+# what every set is scored against, in the cache key: a set scored against another reference is not read back
+REFERENCE = "every held-out piece"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
                         help="a policy's name and its run folders (RUN or RUN:CHECKPOINT, default latest); "
-                             "the first --policy is the control")
+                             "the first --policy is the control; when every policy has as many runs as the "
+                             "control, runs are also paired by their order on the command line (give them "
+                             "in the same seed order)")
     parser.add_argument("--temperatures", nargs="+", type=float, default=[0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2])
     parser.add_argument("--n", type=int, default=256, help="pieces per set (default 256)")
     parser.add_argument("--seed", type=int, default=0)
@@ -108,7 +123,8 @@ def _measure(args) -> tuple[dict, dict]:
 
     def scored(run: str, what: str, temperature: float | None, make_seqs) -> dict:
         # a set already scored (by an earlier call with the same cache) is read back, not drawn again
-        key = json.dumps([str(Path(run).resolve()), what, temperature, args.n, args.seed, args.resamples, MEASURES])
+        key = json.dumps([str(Path(run).resolve()), what, temperature, args.n, args.seed, args.resamples, MEASURES,
+                          REFERENCE])
         cache = Path(args.cache or Path(args.out) / "cache") / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
         if cache.exists():
             return json.loads(cache.read_text())
@@ -156,23 +172,53 @@ def _summary(cells: list[tuple[float, float]]) -> tuple[float, float]:
     return float(np.nanmean(values)), mean_interval(values, [hw for _, hw in cells])
 
 
+def _judge_all(policies: list[str], temperatures: list[float], judge) -> dict:
+    """{policy: {temperature: {quality: {diversity: judge(policy, temperature, quality, diversity, higher)}}}}."""
+    out: dict = {}
+    for name in policies:
+        for t in temperatures:
+            for q, higher in QUALITY.items():
+                for d in DIVERSITY:
+                    out.setdefault(name, {}).setdefault(t, {}).setdefault(q, {})[d] = judge(name, t, q, d, higher)
+    return out
+
+
 def _verdicts(table: dict, control: str, temperatures: list[float]) -> dict:
     """{policy: {temperature: {quality: {diversity: CurveGap as dict}}}} against the control's curve."""
     from musicrl.evaluation.frontier import gap_to_curve
 
     curve = table[control]
-    out: dict = {}
-    for name, by_t in table.items():
-        if name == control:
-            continue
-        for t in temperatures:
-            for q, higher in QUALITY.items():
-                for d in DIVERSITY:
-                    gap = gap_to_curve([curve[c][d][0] for c in temperatures], [curve[c][q][0] for c in temperatures],
-                                       [curve[c][q][1] for c in temperatures], by_t[t][d][0], by_t[t][q][0],
-                                       by_t[t][q][1], higher_is_better=higher)
-                    out.setdefault(name, {}).setdefault(t, {}).setdefault(q, {})[d] = gap._asdict()
-    return out
+
+    def judge(name: str, t: float, q: str, d: str, higher: bool) -> dict:
+        point = table[name][t]
+        return gap_to_curve([curve[c][d][0] for c in temperatures], [curve[c][q][0] for c in temperatures],
+                            [curve[c][q][1] for c in temperatures], point[d][0], point[q][0], point[q][1],
+                            higher_is_better=higher)._asdict()
+
+    return _judge_all([name for name in table if name != control], temperatures, judge)
+
+
+def _paired_verdicts(points: dict, control: str, temperatures: list[float]) -> dict:
+    """As :func:`_verdicts`, each run against the curve of the control's run of the same order: the mean
+    gap's CurveGap as dict, with ``runs``, each run's own."""
+    import numpy as np
+
+    from musicrl.evaluation.frontier import paired_gap_to_curve
+
+    def split(cells) -> tuple[np.ndarray, np.ndarray]:
+        # [..., (value, eval half-width)] -> values, half-widths
+        a = np.asarray(cells, dtype=np.float64)
+        return a[..., 0], a[..., 1]
+
+    # per measure, each control run's curve over the temperatures: shape (runs, temperatures)
+    curves = {m: split(np.swapaxes([points[control][c][m] for c in temperatures], 0, 1)) for m in MEASURES}
+
+    def judge(name: str, t: float, q: str, d: str, higher: bool) -> dict:
+        (x, _), (y, hw) = split(points[name][t][d]), split(points[name][t][q])
+        paired = paired_gap_to_curve(curves[d][0], curves[q][0], curves[q][1], x, y, hw, higher_is_better=higher)
+        return {**paired.mean._asdict(), "runs": [g._asdict() for g in paired.runs]}
+
+    return _judge_all([name for name in points if name != control], temperatures, judge)
 
 
 def _beats(per_quality: dict) -> bool:
@@ -183,7 +229,23 @@ def _beats(per_quality: dict) -> bool:
     return judged and "below" not in verdicts and "above" in verdicts
 
 
-def _markdown(table: dict, real: dict, verdicts: dict, control: str, args, n_runs: dict) -> list[str]:
+def _verdict_table(verdicts: dict, heading: str) -> list[str]:
+    """One row per policy and temperature: each pair of measures' verdict and whether it beats the curve."""
+    lines = ["", heading, "",
+             "| policy | temperature | " + " | ".join(f"{LABELS[q]} vs {LABELS[d]}" for q in QUALITY
+                                                   for d in DIVERSITY) + " | beats the curve |",
+             "|---|---:|" + "---|" * (len(QUALITY) * len(DIVERSITY) + 1)]
+    for name, by_t in verdicts.items():
+        for t, per_q in by_t.items():
+            gaps = [per_q[q][d] for q in QUALITY for d in DIVERSITY]
+            cells = [g["verdict"] if g["verdict"] == "outside"
+                     else f"{g['verdict']} ({g['gap']:+.3f} ± {g['margin']:.3f})" for g in gaps]
+            lines.append(f"| {name} | {t:g} | " + " | ".join(cells) + f" | {'yes' if _beats(per_q) else 'no'} |")
+    return lines
+
+
+def _markdown(table: dict, real: dict, verdicts: dict, paired: dict | None, control: str, args,
+              n_runs: dict) -> list[str]:
     def cell(v: tuple[float, float]) -> str:
         return f"{v[0]:.3f} ± {v[1]:.3f}"
 
@@ -195,18 +257,14 @@ def _markdown(table: dict, real: dict, verdicts: dict, control: str, args, n_run
     for name, by_t in table.items():
         for t, row in by_t.items():
             lines.append(f"| {name} | {n_runs[name]} | {t:g} | " + " | ".join(cell(row[m]) for m in MEASURES) + " |")
-    lines += ["", f"Against the curve of **{control}** (gap: quality minus the curve's at the same diversity, "
-              "positive = better; margin: 95 % half-width)", "",
-              "| policy | temperature | " + " | ".join(f"{LABELS[q]} vs {LABELS[d]}" for q in QUALITY
-                                                   for d in DIVERSITY) + " | beats the curve |",
-              "|---|---:|" + "---|" * (len(QUALITY) * len(DIVERSITY) + 1)]
-    for name, by_t in verdicts.items():
-        for t, per_q in by_t.items():
-            gaps = [per_q[q][d] for q in QUALITY for d in DIVERSITY]
-            cells = [g["verdict"] if g["verdict"] == "outside"
-                     else f"{g['verdict']} ({g['gap']:+.3f} ± {g['margin']:.3f})" for g in gaps]
-            lines.append(f"| {name} | {t:g} | " + " | ".join(cells) + f" | {'yes' if _beats(per_q) else 'no'} |")
-    return lines
+    lines += _verdict_table(verdicts, f"Against the curve of **{control}** (gap: quality minus the curve's at the "
+                                      "same diversity, positive = better; margin: 95 % half-width)")
+    if paired is None:
+        return lines + ["", f"Not paired by seed: the policies do not all have as many runs as **{control}**."]
+    return lines + _verdict_table(
+        paired, f"Paired by seed against **{control}**: each run against the curve of the {control} run given in "
+                "the same place on the command line (gap: the mean over runs of each run's gap, positive = better; "
+                "margin: 95 % half-width from the gaps' spread over runs and each gap's own margin)")
 
 
 def _plot(table: dict, real: dict, path: Path) -> None:
@@ -249,9 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     control = args.policy[0][0]
     verdicts = _verdicts(table, control, args.temperatures)
     n_runs = {name: len(specs) for name, *specs in args.policy}
+    # pairing by order needs one run of the control for every run of a policy
+    paired = _paired_verdicts(points, control, args.temperatures) if len(set(n_runs.values())) == 1 else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = _markdown(table, real, verdicts, control, args, n_runs)
+    lines = _markdown(table, real, verdicts, paired, control, args, n_runs)
     (out / "qd.md").write_text("\n".join(lines) + "\n")
     def by_temperature(nested: dict) -> dict:
         return {name: {str(t): row for t, row in by_t.items()} for name, by_t in nested.items()}
@@ -259,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "qd.json").write_text(json.dumps(
         {"policies": {name: specs for name, *specs in args.policy}, "temperatures": args.temperatures, "n": args.n,
          "seed": args.seed, "real": real, "table": by_temperature(table), "verdicts": by_temperature(verdicts),
+         "paired_verdicts": None if paired is None else by_temperature(paired),
          "per_run": by_temperature(points)}, indent=1) + "\n")
     _plot(table, real, out / "qd.png")
     print("\n".join(lines))
