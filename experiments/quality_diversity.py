@@ -1,7 +1,8 @@
 """Does the critic beat maximum likelihood's quality-diversity curve, not only one of its points?
 
 Each policy is sampled at every temperature from the same random numbers and
-scored against its run's held-out chorales: quality (in-key share, consonant
+scored against every window of its run's held-out chorales (the real row: each
+fold of them against the others, :func:`musicrl.evaluation.sets.fold_masks`): quality (in-key share, consonant
 chords, scale-degree overlap with the chorales, the feature classifier's
 accuracy at telling the set from the chorales, lower is better) and diversity (distinct chords per piece,
 pitch-class entropy per piece). A point is the mean over the policy's runs
@@ -62,7 +63,7 @@ LABELS = {"in_key_rate": "in-key share", "consonant_chord_rate": "consonant chor
           "pitch_class_entropy": "pitch-class entropy (bits)"}
 MEASURES = (*QUALITY, *DIVERSITY)
 # what every set is scored against, in the cache key: a set scored against another reference is not read back
-REFERENCE = "every held-out piece"
+REFERENCE = "every held-out piece, the same in every draw; the real row by folds"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -84,8 +85,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _score(seqs, ev, args, rng) -> dict[str, tuple[float, float]]:
-    """Each measure of one set: (value, 95 % half-width of this evaluation alone)."""
+def _score(seqs, reference, groups, args, rng, *, lowest_pitch, gen_groups=None, resample_reference=False) -> dict:
+    """Each measure of one set against ``reference``: (value, 95 % half-width of this evaluation alone)."""
     import numpy as np
 
     from musicrl.evaluation.compare import row_intervals, set_measure_intervals
@@ -93,15 +94,27 @@ def _score(seqs, ev, args, rng) -> dict[str, tuple[float, float]]:
     from musicrl.evaluation.two_sample import seq_two_sample_test
     from musicrl.music.metrics import summarize
 
-    lp, groups = ev.cfg.lowest_pitch, ev.groups["reference"]
-    row = summarize(seqs, lowest_pitch=lp, reference_seqs=ev.reference)
-    test = seq_two_sample_test(ev.reference, seqs, lowest_pitch=lp, seed=args.seed, real_groups=groups)
+    lp = lowest_pitch
+    row = summarize(seqs, lowest_pitch=lp, reference_seqs=reference)
+    test = seq_two_sample_test(reference, seqs, lowest_pitch=lp, seed=args.seed, real_groups=groups,
+                               gen_groups=gen_groups)
     row["seq_clf_acc"] = test["accuracy"]
-    boot = set_measure_intervals(seqs, ev.reference, lowest_pitch=lp, real_groups=groups,
-                                 n_resamples=args.resamples, rng=rng)
+    boot = set_measure_intervals(seqs, reference, lowest_pitch=lp, real_groups=groups, gen_groups=gen_groups,
+                                 n_resamples=args.resamples, resample_reference=resample_reference, rng=rng)
     result = {"row": {m: row[m] for m in MEASURES}, "seq_test": test, "d_test": {}, "d_full_test": {}}
-    intervals = row_intervals(result, boot, n_real_pieces=len(np.unique(groups)), n_gen_pieces=len(seqs))
+    n_gen = len(seqs) if gen_groups is None else len(np.unique(gen_groups))
+    intervals = row_intervals(result, boot, n_real_pieces=len(np.unique(groups)), n_gen_pieces=n_gen)
     return {m: (row[m], half_width(intervals[m])) for m in MEASURES}
+
+
+def _score_real(ev, args, rng) -> dict:
+    """The held-out pieces' own scores: each fold against the others (whose draw is noise), the mean."""
+    from musicrl.evaluation.sets import fold_masks, mean_over_folds
+
+    groups = ev.groups["reference"]
+    return mean_over_folds([_score(ev.reference[m], ev.reference[~m], groups[~m], args, rng,
+                                   lowest_pitch=ev.cfg.lowest_pitch, gen_groups=groups[m], resample_reference=True)
+                            for m in fold_masks(ev)])
 
 
 def _measure(args) -> tuple[dict, dict]:
@@ -121,7 +134,7 @@ def _measure(args) -> tuple[dict, dict]:
             eval_sets[run] = load_eval_sets(run, n=args.n, seed=args.seed)
         return eval_sets[run]
 
-    def scored(run: str, what: str, temperature: float | None, make_seqs) -> dict:
+    def scored(run: str, what: str, temperature: float | None, score) -> dict:
         # a set already scored (by an earlier call with the same cache) is read back, not drawn again
         key = json.dumps([str(Path(run).resolve()), what, temperature, args.n, args.seed, args.resamples, MEASURES,
                           REFERENCE])
@@ -130,7 +143,7 @@ def _measure(args) -> tuple[dict, dict]:
             return json.loads(cache.read_text())
         ev = evaluation(run)
         rng = np.random.default_rng([args.seed, 1 if temperature is None else 3])
-        out = _score(make_seqs(ev), ev, args, rng)
+        out = score(ev, rng)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"key": key, **out}))
         return out
@@ -141,7 +154,7 @@ def _measure(args) -> tuple[dict, dict]:
             run, _, checkpoint = spec.partition(":")
             if run not in runs_seen:
                 runs_seen.add(run)
-                for m, v in scored(run, "real", None, lambda ev: ev.sets["real"]).items():
+                for m, v in scored(run, "real", None, lambda ev, rng: _score_real(ev, args, rng)).items():
                     if m in real:
                         real[m].append(tuple(v))
             loaded: list = []  # the policy, loaded for the first set not in the cache
@@ -153,8 +166,8 @@ def _measure(args) -> tuple[dict, dict]:
                 return loaded[0].sample(args.n, draws, n_steps=ev.cfg.n_steps, temperature=temperature).seqs
 
             for temperature in args.temperatures:
-                result = scored(run, checkpoint or "latest", temperature,
-                                lambda ev, t=temperature: sample(ev, t))
+                result = scored(run, checkpoint or "latest", temperature, lambda ev, rng, t=temperature: _score(
+                    sample(ev, t), ev.reference, ev.groups["reference"], args, rng, lowest_pitch=ev.cfg.lowest_pitch))
                 cell = points.setdefault(name, {}).setdefault(temperature, {m: [] for m in MEASURES})
                 for m in MEASURES:
                     cell[m].append(tuple(result[m]))

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from musicrl.evaluation.sets import load_eval_sets
+    from musicrl.evaluation.sets import fold_masks, load_eval_sets, mean_over_folds
     from musicrl.evaluation.two_sample import seq_two_sample_test
     from musicrl.music.metrics import summarize
     from musicrl.learning.load import load_policy
@@ -52,13 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         ev = load_eval_sets(run, n=args.n, seed=args.seed)
         lp = ev.cfg.lowest_pitch
 
-        def measure(seqs, groups=None):
-            row = summarize(seqs, lowest_pitch=lp, reference_seqs=ev.reference)
-            test = seq_two_sample_test(ev.reference, seqs, lowest_pitch=lp, seed=args.seed,
-                                       real_groups=ev.groups["reference"], gen_groups=groups)
+        def measure(seqs, reference=ev.reference, groups=None, reference_groups=ev.groups["reference"]):
+            row = summarize(seqs, lowest_pitch=lp, reference_seqs=reference)
+            test = seq_two_sample_test(reference, seqs, lowest_pitch=lp, seed=args.seed,
+                                       real_groups=reference_groups, gen_groups=groups)
             return {**row, "seq_clf_acc": test["accuracy"]}
 
-        reals.append(measure(ev.sets["real"], ev.groups.get("real")))
+        # each fold of the held-out pieces against the others: never a piece against itself
+        pieces = ev.groups["reference"]
+        reals.append(mean_over_folds([measure(ev.reference[m], ev.reference[~m], pieces[m], pieces[~m])
+                                      for m in fold_masks(ev)]))
         for name in ("pretrained", "latest"):
             policy = load_policy(run, name)
             for temperature in args.temperatures:

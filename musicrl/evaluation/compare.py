@@ -69,6 +69,7 @@ def compare_to_real(
     real_groups: Any = None,
     gen_groups: Any = None,
     n_resamples: int = BOOTSTRAP_RESAMPLES,
+    resample_reference: bool = True,
     seed: Any = 0,
 ) -> dict[str, Any]:
     """Every comparison of one set with real clips: one row of the evaluation table, with its intervals.
@@ -94,10 +95,11 @@ def compare_to_real(
     NaN, with a line in ``notes``.
 
     Each column gets a 95 % interval (:func:`row_intervals`): Wilson's for
-    the accuracies and the copy rate, a bootstrap over the set's and the
-    reference's pieces (:func:`set_measure_intervals`, ``n_resamples``
-    draws) for the set measures; the groups say which windows are one piece. Its draws come after every other, so the row does not depend
-    on ``n_resamples``.
+    the accuracies and the copy rate, a bootstrap over the set's pieces and
+    (with ``resample_reference``) the reference's (:func:`set_measure_intervals`,
+    ``n_resamples`` draws) for the set measures; the groups say which
+    windows are one piece. Its draws come after every other, so the row
+    does not depend on ``n_resamples``.
 
     Parameters
     ----------
@@ -127,6 +129,11 @@ def compare_to_real(
         folds, or a classifier scores by recognising the piece).
     n_resamples : int
         Bootstrap draws of the set measures' intervals.
+    resample_reference : bool
+        Draw the reference's pieces again too in that bootstrap: for a
+        reference that is itself a draw. False for a reference that is the
+        same in every evaluation (every held-out piece), which then does not
+        add to what moves between evaluations.
     seed : int or np.random.Generator
 
     Returns
@@ -194,7 +201,8 @@ def compare_to_real(
         "notes": notes,
     }
     set_iv = set_measure_intervals(gen, real, lowest_pitch=lp, real_groups=real_groups, gen_groups=gen_groups,
-                                   n_resamples=n_resamples, rng=np.random.default_rng(int(rng.integers(2**31 - 1))))
+                                   n_resamples=n_resamples, resample_reference=resample_reference,
+                                   rng=np.random.default_rng(int(rng.integers(2**31 - 1))))
     n_pieces = {"n_real_pieces": piece_codes(real_groups, len(real), "real_groups").max() + 1,
                 "n_gen_pieces": piece_codes(gen_groups, len(gen), "gen_groups").max() + 1}
     return {**result, "intervals": row_intervals(result, set_iv, **n_pieces)}
@@ -291,6 +299,7 @@ def set_measure_intervals(
     real_groups: Any = None,
     gen_groups: Any = None,
     n_resamples: int = BOOTSTRAP_RESAMPLES,
+    resample_reference: bool = True,
     rng: np.random.Generator,
     level: float = INTERVAL_LEVEL,
 ) -> dict[str, tuple[float, float]]:
@@ -303,7 +312,9 @@ def set_measure_intervals(
     pooled pitch histograms (``top3_pitch_share``, ``pitch_class_overlap``,
     ``scale_degree_overlap``) from the drawn pieces. The reference's pieces
     are drawn again too, on their own, since which pieces the reference
-    holds moves the ``pitch_class_overlap`` as much as the set does.
+    holds moves the ``pitch_class_overlap`` as much as the set does; not
+    with ``resample_reference=False``, for a reference that every
+    evaluation shares.
     Windows cut from one piece (``real_groups``, ``gen_groups``) are drawn
     together: they overlap, so they are one draw of the source, not several.
     The counts of distinct chords of the whole set
@@ -320,6 +331,8 @@ def set_measure_intervals(
     real_groups, gen_groups : array-like, shape=(n_real,), (batch,), optional
         The piece of each clip (default: each clip its own).
     n_resamples : int
+    resample_reference : bool
+        Draw the reference's pieces again in each resample.
     rng : np.random.Generator
     level : float
 
@@ -377,8 +390,13 @@ def set_measure_intervals(
         )
 
     names = list(means) + list(ratios) + list(pooled)
-    low, high = bootstrap_interval((np.arange(len(pieces)), np.arange(len(ref_pieces))), measures,
-                                   n_resamples=n_resamples, rng=rng, level=level)
+    every_ref = np.arange(len(ref_pieces))
+    if resample_reference:
+        low, high = bootstrap_interval((np.arange(len(pieces)), every_ref), measures, n_resamples=n_resamples,
+                                       rng=rng, level=level)
+    else:
+        low, high = bootstrap_interval(np.arange(len(pieces)), lambda drawn: measures((drawn, every_ref)),
+                                       n_resamples=n_resamples, rng=rng, level=level)
     return {name: (float(lo), float(hi)) for name, lo, hi in zip(names, np.atleast_1d(low), np.atleast_1d(high))}
 
 

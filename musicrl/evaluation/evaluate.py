@@ -32,9 +32,9 @@ from ..learning.discriminator import d_input_kind
 from ..music import metrics
 from .checks import check_int
 from .compare import BOOTSTRAP_RESAMPLES, D_BATCH_SIZE, INTERVAL_LEVEL, SEQ_SPLITS, compare_to_real
-from .mgeval import PIECE_FEATURES, nanmean, piece_features
+from .mgeval import PIECE_FEATURES, piece_features
 from .report import EVAL_SETS, SET_LABELS, check_evaluation, write_report_files
-from .sets import EvalSets, load_eval_sets
+from .sets import EvalSets, fold_masks, load_eval_sets, mean_over_folds
 from .two_sample import FRESH_D_BETA_1, FRESH_D_LEARNING_RATE, discriminator_two_sample_test, set_d_inputs
 
 __all__ = ["critic_comparison", "evaluate_run", "write_evaluation"]
@@ -184,7 +184,7 @@ def _compare_sets(ev: EvalSets, names: list[str], *, d_test: bool, d_epochs: int
             results[name] = compare_to_real(
                 ev.sets[name], ev.reference, cfg, gen_x=gen_x, real_x=ref_x, train_real_x=train_real_x,
                 train_gen_x=train_gen_x, real_groups=ev.groups["reference"], gen_groups=ev.groups.get(name),
-                seed=seed, **options)
+                resample_reference=False, seed=seed, **options)
         seconds[f"compare_{name}"] = time.perf_counter() - t
         bar.update(1)
         t = time.perf_counter()
@@ -194,7 +194,8 @@ def _compare_sets(ev: EvalSets, names: list[str], *, d_test: bool, d_epochs: int
 def _compare_real_folds(ev: EvalSets, ref_x: np.ndarray | None, *, seed: np.random.Generator,
                         **options: Any) -> dict[str, Any]:
     """The real row: each fold of the held-out pieces (``ev.folds``) through :func:`compare_to_real`
-    against the other folds, and the mean over the folds of every figure (:func:`_mean_over_folds`).
+    against the other folds, and the mean over the folds of every figure
+    (:func:`~musicrl.evaluation.sets.mean_over_folds`).
 
     Every held-out piece is scored once and never against itself. The
     interval of a column is the mean of the folds' bounds: each fold's
@@ -202,33 +203,12 @@ def _compare_real_folds(ev: EvalSets, ref_x: np.ndarray | None, *, seed: np.rand
     """
     results = []
     groups = ev.groups["reference"]
-    for fold in np.unique(ev.folds):
-        inside = ev.folds == fold
+    for inside in fold_masks(ev):
         results.append(compare_to_real(
             ev.reference[inside], ev.reference[~inside], ev.cfg,
             gen_x=None if ref_x is None else ref_x[inside], real_x=None if ref_x is None else ref_x[~inside],
             real_groups=groups[~inside], gen_groups=groups[inside], seed=seed, **options))
-    return _mean_over_folds(results)
-
-
-def _mean_over_folds(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several :func:`compare_to_real` results as one: the mean of every number (NaN left out), the other
-    values of the first, and every fold's notes once."""
-    def mean(values: list[Any]) -> Any:
-        first = values[0]
-        if isinstance(first, dict):
-            return {k: mean([v.get(k) for v in values if isinstance(v, dict) and k in v]) for k in first}
-        if isinstance(first, (tuple, list)) and all(isinstance(v, (tuple, list)) and len(v) == len(first)
-                                                    for v in values):
-            return type(first)(mean(list(parts)) for parts in zip(*values))
-        if isinstance(first, (int, float, np.integer, np.floating)) and not isinstance(first, bool):
-            numbers = np.asarray([v for v in values if v is not None], dtype=np.float64)
-            return float(nanmean(numbers)) if isinstance(first, (float, np.floating)) else first
-        return first
-
-    notes = list(dict.fromkeys(line for r in results for line in r["notes"]))
-    return {**mean([{k: v for k, v in r.items() if k != "notes"} for r in results]),
-            "folds": len(results), "notes": notes}
+    return {**mean_over_folds(results), "folds": len(results)}
 
 
 def _evaluation(ev: EvalSets, names: list[str], results: dict[str, dict[str, Any]],
@@ -273,7 +253,8 @@ def critic_comparison(
 
     Each architecture (``d_arch``; every other setting is the run's) is
     trained anew by :func:`discriminator_two_sample_test` to tell
-    ``ev.reference`` from each set, with folds that keep each real piece's
+    ``ev.reference`` from each set (the real set: each fold of the held-out
+    pieces from the others, averaged), with folds that keep each real piece's
     windows together and the same seed for every architecture, so they see
     the same clips and folds. It answers which critic can tell the agent's
     music from real music at all: a critic at 0.5 on a set gives no signal
@@ -305,14 +286,20 @@ def critic_comparison(
         ref_x = set_d_inputs(ev.reference, cfg)
         out[arch] = {}
         cache: dict = {}
+        groups = ev.groups["reference"]
+
+        def accuracy(real_x: np.ndarray, gen_x: np.ndarray, real_groups: Any, gen_groups: Any) -> float:
+            return discriminator_two_sample_test(
+                real_x, gen_x, cfg, n_splits=d_splits, epochs=epochs, seed=seed, real_groups=real_groups,
+                gen_groups=gen_groups, cache=cache)["accuracy"]
+
         for name in sets:
-            if name not in ev.sets:
-                continue
-            result = discriminator_two_sample_test(
-                ref_x, set_d_inputs(ev.sets[name], cfg), cfg, n_splits=d_splits, epochs=epochs, seed=seed,
-                real_groups=ev.groups["reference"], gen_groups=ev.groups.get(name), cache=cache,
-            )
-            out[arch][name] = result["accuracy"]
+            if name == "real":
+                # each fold of the held-out pieces against the others, as the real row of an evaluation
+                out[arch][name] = mean_over_folds([accuracy(ref_x[~m], ref_x[m], groups[~m], groups[m])
+                                                   for m in fold_masks(ev)])
+            elif name in ev.sets:
+                out[arch][name] = accuracy(ref_x, set_d_inputs(ev.sets[name], cfg), groups, ev.groups.get(name))
     return out
 
 

@@ -25,7 +25,7 @@ from ..store.checkpoint import latest_checkpoint, load_checkpoint
 from ..store.runs import CONFIG_FILE, is_run_dir, run_paths
 from .checks import check_int, read_json
 
-__all__ = ["EvalSets", "REAL_FOLDS", "load_eval_sets", "rand_progression_seqs"]
+__all__ = ["EvalSets", "REAL_FOLDS", "fold_masks", "load_eval_sets", "mean_over_folds", "rand_progression_seqs"]
 
 REAL_FOLDS = 4
 """Folds of the held-out pieces behind the real row (fewer when a fold would hold fewer than two pieces)."""
@@ -286,6 +286,54 @@ def load_eval_sets(
     }
     return EvalSets(cfg=cfg, sets=sets, reference=reference, groups=groups, folds=folds,
                     train_seqs=list(real_data.train_seqs), d_train=d_train, info=info)
+
+
+def fold_masks(eval_sets: EvalSets) -> list[np.ndarray]:
+    """The real row's folds: for each, which windows of ``eval_sets.reference`` it holds.
+
+    Score the windows of a mask against the others (``reference[~mask]``),
+    never against the whole reference, which holds them: every held-out
+    piece is then judged once, and not against itself.
+
+    Returns
+    -------
+    masks : list of np.ndarray, each shape=(len(eval_sets.reference),), dtype=bool
+    """
+    return [eval_sets.folds == fold for fold in np.unique(eval_sets.folds)]
+
+
+def mean_over_folds(results: list[Any]) -> Any:
+    """Several folds' results as one: numbers averaged (NaN and None left out), alike.
+
+    Dicts are averaged key by key (the first's keys), tuples and lists of one
+    length element by element, lists of strings (notes) joined without
+    repeats; integers, booleans and strings are the first fold's (a count of
+    splits, a setting).
+
+    Parameters
+    ----------
+    results : list
+        One result per fold, of one structure.
+
+    Returns
+    -------
+    mean : same structure as ``results[0]``
+    """
+    if not results:
+        raise MusicRLError("mean_over_folds needs at least one fold's result")
+    first = results[0]
+    if isinstance(first, dict):
+        return {k: mean_over_folds([r[k] for r in results if isinstance(r, dict) and k in r]) for k in first}
+    if isinstance(first, (list, tuple)) and all(isinstance(v, str) for r in results for v in r):
+        return type(first)(dict.fromkeys(v for r in results for v in r))
+    if isinstance(first, (list, tuple)) and all(isinstance(r, (list, tuple)) and len(r) == len(first)
+                                                for r in results):
+        return type(first)(mean_over_folds(list(parts)) for parts in zip(*results))
+    if isinstance(first, (float, np.floating)):
+        numbers = np.asarray([r for r in results if r is not None], dtype=np.float64)
+        numbers = numbers[~np.isnan(numbers)]
+        return float(numbers.mean()) if numbers.size else float("nan")
+    return first
 
 
 def _load_real_data(run_info: dict[str, Any], cfg: Any, data_dir: Any, progress: bool) -> tuple:

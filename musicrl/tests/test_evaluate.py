@@ -185,6 +185,15 @@ def test_set_measure_intervals_recompute_every_measure_as_summarize_does():
                                                       rng=np.random.default_rng(0))[measure]
             width[name] = high - low
         assert width["per clip"] > width["one piece"] > 0, measure
+    # a reference every evaluation shares is not drawn again: the overlaps' intervals narrow, the rest is the same
+    drawn, fixed = (compare.set_measure_intervals(many, real_seqs, lowest_pitch=cfg.lowest_pitch, n_resamples=200,
+                                                  resample_reference=again, rng=np.random.default_rng(0))
+                    for again in (True, False))
+    for measure in ("pitch_class_overlap", "scale_degree_overlap"):
+        assert fixed[measure][0] <= metrics.summarize(many, lowest_pitch=cfg.lowest_pitch,
+                                                      reference_seqs=real_seqs)[measure] <= fixed[measure][1]
+        assert 0 < fixed[measure][1] - fixed[measure][0] < drawn[measure][1] - drawn[measure][0], measure
+    assert fixed["in_key_rate"] == drawn["in_key_rate"] and fixed["voice_leading"] == drawn["voice_leading"]
     with pytest.raises(MusicRLError, match="real_groups"):
         compare.set_measure_intervals(many, real_seqs, lowest_pitch=cfg.lowest_pitch, real_groups=np.zeros(3),
                                       n_resamples=20, rng=np.random.default_rng(0))
@@ -380,8 +389,7 @@ def test_the_real_row_is_the_mean_of_its_folds_each_against_the_others(runs, eva
     ev = sets.load_eval_sets(runs["a"], n=N, seed=0, n_d_train=0)
     cfg, row = ev.cfg, evaluated[3]["table"]["real"]
     per_fold = []
-    for fold in np.unique(ev.folds):
-        inside = ev.folds == fold
+    for inside in sets.fold_masks(ev):
         per_fold.append(metrics.summarize(ev.reference[inside], lowest_pitch=cfg.lowest_pitch,
                                           reference_seqs=ev.reference[~inside]))
     assert len(per_fold) == 2
@@ -398,11 +406,14 @@ def test_mean_over_folds_averages_numbers_and_keeps_the_rest():
         {"row": {"a": 0.4, "b": 1.0}, "intervals": {"a": (0.3, 0.7)}, "seq_test": {"n_splits": 3},
          "copy_run_length": 4, "notes": ["y", "z"]},
     ]
-    mean = evaluate._mean_over_folds(folds)
+    mean = sets.mean_over_folds(folds)
     assert mean["row"] == {"a": pytest.approx(0.3), "b": 1.0}
     assert mean["intervals"]["a"] == (pytest.approx(0.2), pytest.approx(0.5))
     assert mean["seq_test"] == {"n_splits": 2} and mean["copy_run_length"] == 4
-    assert mean["notes"] == ["x", "y", "z"] and mean["folds"] == 2
+    assert mean["notes"] == ["x", "y", "z"]
+    assert np.isnan(sets.mean_over_folds([float("nan"), None]))
+    with pytest.raises(MusicRLError, match="at least one"):
+        sets.mean_over_folds([])
 
 
 def test_evaluate_without_d_and_plots(runs, evaluated, quick):
@@ -602,10 +613,10 @@ def test_pitch_class_hists_draw_one_bar_per_set_and_class():
 
 def test_critic_comparison_trains_each_architecture_on_the_same_sets(runs):
     ev = sets.load_eval_sets(runs["a"], n=N, seed=0)
-    acc = evaluate.critic_comparison(ev, archs=("cnn", "seq"), sets=("random", "agent", "missing"), epochs=1,
-                                     d_splits=2)
+    acc = evaluate.critic_comparison(ev, archs=("cnn", "seq"), sets=("real", "random", "agent", "missing"),
+                                     epochs=1, d_splits=2)
     assert list(acc) == ["cnn", "seq"]
-    assert all(list(row) == ["random", "agent"] for row in acc.values())
+    assert all(list(row) == ["real", "random", "agent"] for row in acc.values())
     assert all(0.0 <= a <= 1.0 for row in acc.values() for a in row.values())
     again = evaluate.critic_comparison(ev, archs=("seq",), sets=("random",), epochs=1, d_splits=2)
     assert again["seq"]["random"] == acc["seq"]["random"]  # same seed, same folds and weights
