@@ -27,7 +27,7 @@ Nothing in the run folders is written.
 
 Usage::
 
-    python experiments/eval_draws.py --runs runs/sweep_lp/default/seed? [--draws 5] [--n 256] [--out FILE.md]
+    python experiments/eval_draws.py --runs runs/sweep_lp/default/seed? [--draws 5] [--n 1024] [--out FILE.md]
         [--data DIR]   # the runs' data folder, for runs moved from another checkout
 """
 
@@ -47,8 +47,8 @@ SETS = ("real", "pretrained", "agent")
 
 
 def main(argv: list[str] | None = None) -> int:
-    # the sweep's evaluation draws 256 pieces per set: the same n makes draw 0 that evaluation
-    parser = runs_parser(__doc__, "pieces per set", n_default=256)
+    # an evaluation draws 1024 pieces per set: the same n makes draw 0 that evaluation
+    parser = runs_parser(__doc__, "pieces per set", n_default=1024)
     parser.add_argument("--draws", type=int, default=5, help="evaluation seeds seed .. seed + draws - 1 (default 5)")
     parser.add_argument("--data", metavar="DIR", help="the runs' data folder instead of the one each run recorded")
     args = parser.parse_args(argv)

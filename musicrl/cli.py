@@ -243,8 +243,8 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--run", required=True, action="append", metavar="DIR",
                    help="a run folder (runs/<name>); repeat to evaluate and compare several runs")
-    p.add_argument("--n", type=int, default=256,
-                   help="pieces per generated set (default 256; the real sets hold every held-out window)")
+    p.add_argument("--n", type=int, default=1024,
+                   help="pieces per generated set (default 1024; the real sets hold every held-out window)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws and tests (default 0)")
     p.add_argument("--resamples", type=int, default=1000, metavar="B",
                    help="bootstrap resamples of each set measure's 95%% interval (default 1000)")
@@ -254,7 +254,7 @@ def _add_evaluate_parser(subparsers, common: argparse.ArgumentParser) -> None:
                    help="folds of the fresh-discriminator test (default 3)")
     p.add_argument("--d-train-n", type=int, default=None, metavar="M",
                    help="clips of each kind the discriminator trained on the training pieces learns from "
-                        "(default 4 x --n)")
+                        "(default 4 x --n, at most 1024)")
     p.add_argument("--data", metavar="DIR",
                    help="the real data's folder instead of the one the run recorded (a run moved from another "
                         "checkout or machine; a note says so when its pieces differ from the run's)")
@@ -334,7 +334,7 @@ def _add_sweep_parser(subparsers, common: argparse.ArgumentParser) -> None:
                    help="training time per run, pretraining included (default 10)")
     p.add_argument("--out", default="runs/sweep", metavar="DIR", help="sweep folder (default runs/sweep)")
     p.add_argument("--data", metavar="DIR", help="a folder of MIDI files to train on (default: the chorales)")
-    p.add_argument("--n", type=int, default=256, help="pieces per evaluation set (default 256)")
+    p.add_argument("--n", type=int, default=1024, help="pieces per evaluation set (default 1024)")
     p.add_argument("--d-epochs", type=int, default=20, metavar="E",
                    help="epochs of the fresh discriminator of the evaluation (default 20)")
     p.add_argument("--control", action="append", default=[], metavar="EXPERIMENT=CONTROL",

@@ -34,7 +34,7 @@ from .checks import check_int
 from .compare import BOOTSTRAP_RESAMPLES, D_BATCH_SIZE, INTERVAL_LEVEL, SEQ_SPLITS, compare_to_real
 from .mgeval import PIECE_FEATURES, piece_features
 from .report import EVAL_SETS, SET_LABELS, check_evaluation, write_report_files
-from .sets import EvalSets, fold_masks, load_eval_sets, mean_over_folds
+from .sets import EVAL_N, EvalSets, fold_masks, load_eval_sets, mean_over_folds
 from .two_sample import FRESH_D_BETA_1, FRESH_D_LEARNING_RATE, discriminator_two_sample_test, set_d_inputs
 
 __all__ = ["critic_comparison", "evaluate_run", "write_evaluation"]
@@ -45,7 +45,7 @@ _FORMAT = 1
 def evaluate_run(
     run_dir: Any,
     *,
-    n: int = 256,
+    n: int = EVAL_N,
     seed: int = 0,
     d_test: bool = True,
     d_epochs: int = 20,
@@ -66,14 +66,16 @@ def evaluate_run(
     ``report.md`` (the table, its legend, MGEval per feature, the plots) and,
     with ``plots``, the PNGs of :data:`PLOT_FILES`.
 
-    The cost with the default settings and ``n=256`` on 2 CPU cores: about
-    3 minutes (4 to 6 on a busy machine): sampling and compiling the two
-    policies, the mels of about 5000 clips, and for each set the measures (a
-    few seconds), their intervals' bootstrap (about 5 seconds at 1000
-    resamples) and the two fresh discriminators: ``d_splits`` folds of
-    ``d_epochs`` epochs on about ``2 * n * (d_splits - 1) / d_splits`` clips
-    (10 to 20 seconds), and ``d_epochs`` epochs on ``2 * n_d_train`` clips
-    (about 30 seconds); one compiled model serves them all. At 5 epochs the
+    The cost with ``n=256`` on 2 CPU cores: about 3 minutes (4 to 6 on a
+    busy machine): sampling and compiling the two policies, the mels of
+    about 5000 clips, and for each set the measures (a few seconds), their
+    intervals' bootstrap (about 5 seconds at 1000 resamples) and the two
+    fresh discriminators: ``d_splits`` folds of ``d_epochs`` epochs on about
+    ``2 * n * (d_splits - 1) / d_splits`` clips, at most the reference's
+    windows (10 to 20 seconds), and ``d_epochs`` epochs on ``2 * n_d_train``
+    clips (about 30 seconds); one compiled model serves them all. The
+    default ``n=1024`` takes about a seventh longer, and halves the set
+    measures' noise between two evaluations. At 5 epochs the
     cross-validated one told random progressions from chorales only 94 % of
     the time, at 20 epochs 99 %: fewer epochs make every set look more real
     than it is. Only the second has the data to tell the policies from
@@ -93,7 +95,7 @@ def evaluate_run(
         Training epochs per fold, and folds, of each fresh discriminator.
     n_d_train : int, optional
         Clips of each kind the ``fresh_d_full_acc`` discriminator trains on
-        (default ``4 * n``; see :func:`load_eval_sets`).
+        (see :func:`load_eval_sets`).
     data_dir : str or path-like, optional
         The real data's folder instead of the one the run recorded
         (see :func:`load_eval_sets`).

@@ -259,14 +259,18 @@ def report_markdown(evaluation: dict[str, Any], plot_files: Sequence[str], *, li
             f"95 % intervals in brackets: Wilson's for the accuracies (over the clips each test scored, the "
             f"windows of one piece counting once) and the copy rate (over the set's pieces), a bootstrap "
             f"({settings['bootstrap_resamples']} resamples) for the set measures that draws again the set's "
-            f"pieces and the reference's, the windows of a piece together; none for MGEval's (a KDE comparison "
-            f"per resample) nor for the counts of distinct chords of the whole set"
+            f"pieces, the windows of a piece together"
+            + (" (the reference is the same in every evaluation of the run, so it is not drawn again; the real "
+               "row's is, and its interval is the mean of its folds')" if "real_folds" in data
+               else " and the reference's")
+            + "; none for MGEval's (a KDE comparison per resample) nor for the counts of distinct chords of the "
+            "whole set"
             if "bootstrap_resamples" in settings else "none (an evaluation written before they were measured)"),
         f"- evaluated {evaluation.get('written')}"
         + (f" in {evaluation['seconds']['total']:.1f} s" if "total" in evaluation.get("seconds", {}) else ""),
         "",
         "Every set is measured against the same reference clips. The real row is music from the same source "
-        "measured the same way: a generator matches the data on a measure when it scores as the real row does "
+        "measured the same way (each fold of it against the others): a generator matches the data on a measure when it scores as the real row does "
         "(0.5 for the two classifier accuracies).",
         "",
         "## Table",

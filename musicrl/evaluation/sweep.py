@@ -139,7 +139,7 @@ def run_sweep(
     out: str | os.PathLike,
     minutes: float | None = 10.0,
     data: str | os.PathLike | None = None,
-    n: int = 256,
+    n: int = 1024,
     d_epochs: int = 20,
     python: str = sys.executable,
     log: Callable[[str], None] | None = None,

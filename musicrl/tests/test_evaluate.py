@@ -374,6 +374,15 @@ def test_the_reference_is_every_heldout_window_and_the_real_folds_deal_each_piec
     assert set().union(*folds) == set(heldout) and sum(len(f) for f in folds) == len(heldout)
 
 
+def test_the_training_pieces_critic_hears_four_clips_a_piece_up_to_d_train_n(runs, monkeypatch):
+    train_windows = 5 * len(json.loads((runs["a"] / "run.json").read_text())["data"]["train_names"])
+    monkeypatch.setattr(sets, "D_TRAIN_N", 20)
+    sizes = {k: len(v) for k, v in sets.load_eval_sets(runs["a"], n=N, seed=0).d_train.items()}
+    assert sizes == {"real": min(20, train_windows), "random": 20, "pretrained": 20, "agent": 20}
+    sizes = {k: len(v) for k, v in sets.load_eval_sets(runs["a"], n=4, seed=0).d_train.items()}
+    assert sizes == {"real": min(16, train_windows), "random": 16, "pretrained": 16, "agent": 16}
+
+
 def test_the_reference_is_the_same_in_every_draw_and_only_the_generated_sets_move(runs):
     a, b = (sets.load_eval_sets(runs["a"], n=N, seed=seed, n_d_train=0) for seed in (0, 1))
     np.testing.assert_array_equal(a.reference, b.reference)
