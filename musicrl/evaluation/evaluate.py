@@ -210,7 +210,7 @@ def _compare_real_folds(ev: EvalSets, ref_x: np.ndarray | None, *, seed: np.rand
             ev.reference[inside], ev.reference[~inside], ev.cfg,
             gen_x=None if ref_x is None else ref_x[inside], real_x=None if ref_x is None else ref_x[~inside],
             real_groups=groups[~inside], gen_groups=groups[inside], seed=seed, **options))
-    return {**mean_over_folds(results), "folds": len(results)}
+    return mean_over_folds(results)
 
 
 def _evaluation(ev: EvalSets, names: list[str], results: dict[str, dict[str, Any]],
