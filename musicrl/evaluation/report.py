@@ -270,8 +270,8 @@ def report_markdown(evaluation: dict[str, Any], plot_files: Sequence[str], *, li
         + (f" in {evaluation['seconds']['total']:.1f} s" if "total" in evaluation.get("seconds", {}) else ""),
         "",
         "Every set is measured against the same reference clips. The real row is music from the same source "
-        "measured the same way (each fold of it against the others): a generator matches the data on a measure when it scores as the real row does "
-        "(0.5 for the two classifier accuracies).",
+        "measured the same way (each fold of it against the others): a generator matches the data on a measure "
+        "when it scores as the real row does (0.5 for the two classifier accuracies).",
         "",
         "## Table",
         "",

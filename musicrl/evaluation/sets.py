@@ -3,8 +3,9 @@
 :func:`load_eval_sets` reads a run folder (its settings, checkpoints and
 real data) and draws every set: every window of the held-out pieces (the
 reference every generated set is compared with; dealt into folds of whole
-pieces for the real row, each fold against the others), random progressions (:func:`rand_progression_seqs`), the policy after
-pretraining alone and the trained agent.
+pieces for the real row, each fold against the others), random progressions
+(:func:`rand_progression_seqs`), the policy after pretraining alone and the
+trained agent.
 """
 
 from __future__ import annotations

@@ -338,7 +338,8 @@ def test_evaluate_metrics_json_has_every_measure_in_range(runs, evaluated):
     assert ev["table"]["real"]["fresh_d_full_acc"] is None and ev["tests"]["real"]["fresh_d_full"] == {}
     for name in ("random", "pretrained", "agent"):
         test = ev["tests"][name]["fresh_d_full"]
-        assert test["n_train_per_class"] == train_windows and test["n_test_per_class"] == min(data["reference_windows"], N)
+        assert test["n_train_per_class"] == train_windows
+        assert test["n_test_per_class"] == min(data["reference_windows"], N)
     for name in ev["sets"]:
         row = ev["table"][name]
         assert set(row) == set(ev["columns"])
