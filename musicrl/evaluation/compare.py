@@ -28,8 +28,10 @@ __all__ = [
     "D_BATCH_SIZE",
     "HEADLINE_COLUMNS",
     "INTERVAL_LEVEL",
+    "LONG_RANGE",
     "SEQ_SPLITS",
     "compare_to_real",
+    "long_range_measures",
     "row_intervals",
     "set_measure_intervals",
 ]
@@ -49,6 +51,10 @@ BOOTSTRAP_RESAMPLES = 1000
 """Resamples of the pieces of a set behind each set measure's interval."""
 INTERVAL_LEVEL = 0.95
 """Coverage of every interval of the table."""
+LONG_RANGE: tuple[str, ...] = (
+    "key_consistency", "ends_on_tonic", "self_similarity", "in_key_first_quarter", "in_key_last_quarter",
+)
+"""The measures of :func:`long_range_measures`, in its order."""
 
 
 def compare_to_real(
@@ -398,6 +404,83 @@ def set_measure_intervals(
         low, high = bootstrap_interval(np.arange(len(pieces)), lambda drawn: measures((drawn, every_ref)),
                                        n_resamples=n_resamples, rng=rng, level=level)
     return {name: (float(lo), float(hi)) for name, lo, hi in zip(names, np.atleast_1d(low), np.atleast_1d(high))}
+
+
+def _long_range_per_piece(on: np.ndarray, lowest_pitch: int) -> np.ndarray:
+    """Each piece's long-range measures in the order of :data:`LONG_RANGE`, shape (batch, 5), NaN where undefined."""
+    by_quarter = metrics.in_key_by_position(on, lowest_pitch=lowest_pitch, n_parts=4)
+    return np.stack([
+        metrics.key_consistency(on, lowest_pitch=lowest_pitch),
+        metrics.ends_on_tonic(on, lowest_pitch=lowest_pitch),
+        metrics.self_similarity(on),
+        by_quarter[:, 0],
+        by_quarter[:, -1],
+    ], axis=1).astype(np.float64)
+
+
+def long_range_measures(
+    seqs: np.ndarray,
+    *,
+    lowest_pitch: int,
+    groups: Any = None,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    rng: np.random.Generator,
+    level: float = INTERVAL_LEVEL,
+) -> dict[str, tuple[float, float, float]]:
+    """What only a whole piece shows, with a bootstrap interval over pieces: each measure of
+    :data:`LONG_RANGE` as the mean over the set's pieces of that piece's value.
+
+    * ``key_consistency``: share of pieces whose two halves get the same key
+      (:func:`musicrl.music.metrics.key_consistency`);
+    * ``ends_on_tonic``: share whose last chord is their tonic chord
+      (:func:`musicrl.music.metrics.ends_on_tonic`);
+    * ``self_similarity``: mean similarity of a piece's 4-chord segments
+      (:func:`musicrl.music.metrics.self_similarity`), to be read against real
+      clips of the same length: below them is music without recurring material,
+      above them loops;
+    * ``in_key_first_quarter``, ``in_key_last_quarter``: in-key share of the
+      first and last quarter of each piece against the key of the whole piece
+      (:func:`musicrl.music.metrics.in_key_by_position`), so that drift over
+      the piece shows as their difference.
+
+    Every piece weighs the same (a piece where a measure is undefined, e.g. a
+    half without notes, is left out of that measure). Clips cut from one piece
+    (``groups``) are drawn together in the bootstrap.
+
+    Parameters
+    ----------
+    seqs : np.ndarray, shape=(batch, n_steps, n_pitches)
+        At least 8 steps (two 4-chord segments).
+    lowest_pitch : int
+        MIDI pitch of column 0.
+    groups : array-like, shape=(batch,), optional
+        The piece of each clip (default: each clip its own).
+    n_resamples : int
+    rng : np.random.Generator
+    level : float
+
+    Returns
+    -------
+    measures : dict of str to (float, float, float)
+        Measure -> (value, low, high); NaN where undefined on every piece.
+    """
+    on = check_seqs(seqs, name="seqs") > 0
+    if on.shape[1] < 8:
+        raise MusicRLError(f"long_range_measures needs pieces of at least 8 steps, got {on.shape[1]}")
+    values = _long_range_per_piece(on, lowest_pitch)
+    codes = piece_codes(groups, len(on), "groups")
+    pieces = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)] if len(on) else []
+
+    def means(drawn: np.ndarray) -> np.ndarray:
+        rows = values[np.concatenate([pieces[g] for g in drawn])] if len(drawn) else values[:0]
+        with np.errstate(all="ignore"):
+            return np.array([nanmean(rows[:, j]) for j in range(values.shape[1])])
+
+    low, high = bootstrap_interval(np.arange(len(pieces)), means, n_resamples=n_resamples, rng=rng, level=level)
+    point = means(np.arange(len(pieces)))
+    return {name: (float(v), float(lo), float(hi))
+            for name, v, lo, hi in zip(LONG_RANGE, point, np.broadcast_to(low, point.shape),
+                                       np.broadcast_to(high, point.shape))}
 
 
 def _scored_units(per_class: float, n_real_pieces: int, n_gen_pieces: int) -> float:

@@ -199,6 +199,67 @@ def test_set_measure_intervals_recompute_every_measure_as_summarize_does():
                                       n_resamples=20, rng=np.random.default_rng(0))
 
 
+def _cadence_piece(n_steps, lowest_pitch):
+    """C major, I-IV-V-I over and over: one key throughout, every segment alike, ends on C-E-G."""
+    chords = [(60, 64, 67), (60, 65, 69), (59, 62, 67), (60, 64, 67)]
+    seq = np.zeros((n_steps, 48), dtype=np.float32)
+    for t in range(n_steps):
+        seq[t, [p - lowest_pitch for p in chords[t % 4]]] = 1
+    return seq
+
+
+@pytest.mark.parametrize("n_steps", [8, 16, 64])
+def test_long_range_measures_of_hand_built_pieces(n_steps):
+    lp = 36
+    cadence = _cadence_piece(n_steps, lp)
+    # the same piece ending on the dominant, its second half moved to F sharp major, and a silent first half
+    on_dominant = cadence.copy()
+    on_dominant[-1] = cadence[2]
+    moved = cadence.copy()
+    moved[n_steps // 2:] = np.roll(cadence[n_steps // 2:], 6, axis=1)
+    silent_half = cadence.copy()
+    silent_half[: n_steps // 2] = 0
+    seqs = np.stack([cadence, on_dominant, moved, silent_half])
+    got = compare.long_range_measures(seqs, lowest_pitch=lp, n_resamples=50, rng=np.random.default_rng(0))
+    assert tuple(got) == compare.LONG_RANGE
+    per_piece = {
+        "key_consistency": metrics.key_consistency(seqs, lowest_pitch=lp),
+        "ends_on_tonic": metrics.ends_on_tonic(seqs, lowest_pitch=lp),
+        "self_similarity": metrics.self_similarity(seqs),
+    }
+    assert per_piece["key_consistency"][0] == 1 and per_piece["key_consistency"][2] == 0
+    assert np.isnan(per_piece["key_consistency"][3])  # a half without notes has no key: left out, not 0
+    assert per_piece["ends_on_tonic"][[0, 1]].tolist() == [1, 0]
+    for name, values in per_piece.items():
+        assert got[name][0] == pytest.approx(np.nanmean(values), abs=1e-12), name
+    assert got["in_key_first_quarter"][0] == pytest.approx(1.0)  # the moved piece is in C for the first half
+    assert got["in_key_last_quarter"][0] < 1.0  # ... and out of its whole-piece key at the close
+    for name, (value, low, high) in got.items():
+        assert low <= value + 1e-12 and value <= high + 1e-12, name
+    # four different clips cut from one piece are one draw: every resample holds them all, so the interval is
+    # the point; as four pieces, they are drawn apart
+    clips = np.stack([cadence, moved, cadence, moved])
+    kwargs = dict(lowest_pitch=lp, n_resamples=50)
+    one = compare.long_range_measures(clips, groups=np.zeros(4), rng=np.random.default_rng(0), **kwargs)
+    four = compare.long_range_measures(clips, rng=np.random.default_rng(0), **kwargs)
+    for name, (value, low, high) in one.items():
+        assert low == pytest.approx(value) and high == pytest.approx(value), name
+        assert four[name][0] == pytest.approx(value), name
+    assert four["key_consistency"][2] - four["key_consistency"][1] > 0.5
+    assert compare.long_range_measures(cadence[None], **kwargs, rng=np.random.default_rng(0))["self_similarity"][0] \
+        == pytest.approx(1.0)
+
+
+def test_long_range_measures_reject_short_pieces_and_bad_groups():
+    seqs = np.stack([_cadence_piece(8, 36)] * 3)
+    with pytest.raises(MusicRLError, match="at least 8 steps"):
+        compare.long_range_measures(seqs[:, :6], lowest_pitch=36, rng=np.random.default_rng(0))
+    with pytest.raises(MusicRLError, match="groups"):
+        compare.long_range_measures(seqs, lowest_pitch=36, groups=np.zeros(2), rng=np.random.default_rng(0))
+    with pytest.raises(MusicRLError, match="seqs"):
+        compare.long_range_measures(np.full((2, 8, 48), np.nan), lowest_pitch=36, rng=np.random.default_rng(0))
+
+
 def test_compare_to_real_gives_every_column_an_interval(rng):
     cfg = Config(n_steps=8)
     real_seqs = sets.rand_progression_seqs(24, cfg, seed=1)
