@@ -27,6 +27,14 @@ pretrained policy; the mean of the per-run gaps, judged against the spread of
 those gaps, cancels what they share. The rule for beating the curve is the
 same.
 
+Beside the curve, each set's long-range structure
+(:func:`musicrl.evaluation.compare.long_range_measures`: the same key in
+both halves, the last chord on the tonic, the self-similarity of 4-chord
+segments, the in-key share of the first and last quarter) is reported by
+temperature and, paired by seed, as each policy minus the control; it is
+not judged against the curve, since held-out windows end anywhere in their
+pieces and nearer the real row is better, not more.
+
 Usage::
 
     python experiments/quality_diversity.py \\
@@ -36,7 +44,8 @@ Usage::
         [--temperatures 0.6 0.7 0.8 0.9 1.0 1.1 1.2] [--n 256] --out experiments/results/qd32
 
 Writes ``<out>/qd.md`` (the tables and verdicts), ``qd.json`` (every number,
-the paired verdicts under ``paired_verdicts``) and ``qd.png`` (quality
+the paired verdicts under ``paired_verdicts``, the
+long-range differences under ``long_range_differences``) and ``qd.png`` (quality
 against diversity, one line per policy). Each scored set is kept in
 ``<out>/cache/`` (or ``--cache``), so a later call with more policies scores
 only the new ones; the cache key names the reference the sets are scored
@@ -62,6 +71,13 @@ LABELS = {"in_key_rate": "in-key share", "consonant_chord_rate": "consonant chor
           "distinct_chord_ratio": "distinct chords per step",
           "pitch_class_entropy": "pitch-class entropy (bits)"}
 MEASURES = (*QUALITY, *DIVERSITY)
+# what only a whole piece shows (musicrl.evaluation.compare.long_range_measures): reported beside the curve, not
+# judged against it; windows of the chorales end anywhere, so more is not better, nearer the real row is
+LONG_RANGE = ("key_consistency", "ends_on_tonic", "self_similarity", "in_key_first_quarter", "in_key_last_quarter")
+LABELS.update({"key_consistency": "same key in both halves", "ends_on_tonic": "ends on the tonic chord",
+               "self_similarity": "4-chord self-similarity", "in_key_first_quarter": "in-key share, first quarter",
+               "in_key_last_quarter": "in-key share, last quarter"})
+SCORED = (*MEASURES, *LONG_RANGE)
 # what every set is scored against, in the cache key: a set scored against another reference is not read back
 REFERENCE = "every held-out piece, the same in every draw; the real row by folds"
 
@@ -89,7 +105,7 @@ def _score(seqs, reference, groups, args, rng, *, lowest_pitch, gen_groups=None,
     """Each measure of one set against ``reference``: (value, 95 % half-width of this evaluation alone)."""
     import numpy as np
 
-    from musicrl.evaluation.compare import row_intervals, set_measure_intervals
+    from musicrl.evaluation.compare import long_range_measures, row_intervals, set_measure_intervals
     from musicrl.evaluation.intervals import half_width
     from musicrl.evaluation.two_sample import seq_two_sample_test
     from musicrl.music.metrics import summarize
@@ -104,7 +120,9 @@ def _score(seqs, reference, groups, args, rng, *, lowest_pitch, gen_groups=None,
     result = {"row": {m: row[m] for m in MEASURES}, "seq_test": test, "d_test": {}, "d_full_test": {}}
     n_gen = len(seqs) if gen_groups is None else len(np.unique(gen_groups))
     intervals = row_intervals(result, boot, n_real_pieces=len(np.unique(groups)), n_gen_pieces=n_gen)
-    return {m: (row[m], half_width(intervals[m])) for m in MEASURES}
+    long_range = long_range_measures(seqs, lowest_pitch=lp, groups=gen_groups, n_resamples=args.resamples, rng=rng)
+    return {**{m: (row[m], half_width(intervals[m])) for m in MEASURES},
+            **{m: (value, half_width((low, high))) for m, (value, low, high) in long_range.items()}}
 
 
 def _score_real(ev, args, rng) -> dict:
@@ -125,7 +143,7 @@ def _measure(args) -> tuple[dict, dict]:
     from musicrl.learning.load import load_policy
 
     points: dict = {}
-    real: dict = {m: [] for m in MEASURES}
+    real: dict = {m: [] for m in SCORED}
     eval_sets: dict = {}
 
     def evaluation(run: str):
@@ -136,7 +154,7 @@ def _measure(args) -> tuple[dict, dict]:
 
     def scored(run: str, what: str, temperature: float | None, score) -> dict:
         # a set already scored (by an earlier call with the same cache) is read back, not drawn again
-        key = json.dumps([str(Path(run).resolve()), what, temperature, args.n, args.seed, args.resamples, MEASURES,
+        key = json.dumps([str(Path(run).resolve()), what, temperature, args.n, args.seed, args.resamples, SCORED,
                           REFERENCE])
         cache = Path(args.cache or Path(args.out) / "cache") / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
         if cache.exists():
@@ -168,8 +186,8 @@ def _measure(args) -> tuple[dict, dict]:
             for temperature in args.temperatures:
                 result = scored(run, checkpoint or "latest", temperature, lambda ev, rng, t=temperature: _score(
                     sample(ev, t), ev.reference, ev.groups["reference"], args, rng, lowest_pitch=ev.cfg.lowest_pitch))
-                cell = points.setdefault(name, {}).setdefault(temperature, {m: [] for m in MEASURES})
-                for m in MEASURES:
+                cell = points.setdefault(name, {}).setdefault(temperature, {m: [] for m in SCORED})
+                for m in SCORED:
                     cell[m].append(tuple(result[m]))
             print(f"  {name}: {spec} done", flush=True)
     return points, real
@@ -280,6 +298,47 @@ def _markdown(table: dict, real: dict, verdicts: dict, paired: dict | None, cont
                 "margin: 95 % half-width from the gaps' spread over runs and each gap's own margin)")
 
 
+def _paired_differences(points: dict, control: str) -> dict:
+    """{policy: {temperature: {measure: (mean over runs of the run's value minus its control run's, 95 %
+    half-width)}}}, runs paired by their order, for the long-range measures."""
+    import numpy as np
+
+    out: dict = {}
+    for name, by_t in points.items():
+        if name == control:
+            continue
+        for t, cells in by_t.items():
+            for m in LONG_RANGE:
+                (ours, ours_hw), (theirs, theirs_hw) = (np.asarray(c, dtype=np.float64).T
+                                                        for c in (cells[m], points[control][t][m]))
+                out.setdefault(name, {}).setdefault(t, {})[m] = _summary(list(zip(ours - theirs,
+                                                                                   np.hypot(ours_hw, theirs_hw))))
+    return out
+
+
+def _long_range_lines(table: dict, real: dict, differences: dict | None, control: str, n_runs: dict) -> list[str]:
+    """The long-range measures by temperature, and each policy minus the control, paired by seed."""
+    def cell(v: tuple[float, float], sign: str = "") -> str:
+        return f"{v[0]:{sign}.3f} ± {v[1]:.3f}"
+
+    head = "| " + " | ".join(LABELS[m] for m in LONG_RANGE) + " |"
+    lines = ["", "Long-range structure (reported, not judged against the curve: the held-out windows end anywhere in "
+             "their pieces, so nearer the real row is better, not more)", "",
+             "| policy | runs | temperature " + head, "|---|---:|---:|" + "---:|" * len(LONG_RANGE),
+             "| real (held out) | | | " + " | ".join(cell(real[m]) for m in LONG_RANGE) + " |"]
+    for name, by_t in table.items():
+        for t, row in by_t.items():
+            lines.append(f"| {name} | {n_runs[name]} | {t:g} | " + " | ".join(cell(row[m]) for m in LONG_RANGE) + " |")
+    if differences:
+        lines += ["", f"Minus **{control}** at the same temperature, paired by seed (mean of the per-run differences "
+                  "± 95 % half-width from their spread and each evaluation's noise)", "",
+                  "| policy | temperature " + head, "|---|---:|" + "---:|" * len(LONG_RANGE)]
+        for name, by_t in differences.items():
+            for t, row in by_t.items():
+                lines.append(f"| {name} | {t:g} | " + " | ".join(cell(row[m], "+") for m in LONG_RANGE) + " |")
+    return lines
+
+
 def _plot(table: dict, real: dict, path: Path) -> None:
     import matplotlib
 
@@ -314,9 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     t0 = time.perf_counter()
     points, real_cells = _measure(args)
-    table = {name: {t: {m: _summary(cells[m]) for m in MEASURES} for t, cells in by_t.items()}
+    table = {name: {t: {m: _summary(cells[m]) for m in SCORED} for t, cells in by_t.items()}
              for name, by_t in points.items()}
-    real = {m: _summary(real_cells[m]) for m in MEASURES}
+    real = {m: _summary(real_cells[m]) for m in SCORED}
     control = args.policy[0][0]
     verdicts = _verdicts(table, control, args.temperatures)
     n_runs = {name: len(specs) for name, *specs in args.policy}
@@ -324,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     paired = _paired_verdicts(points, control, args.temperatures) if len(set(n_runs.values())) == 1 else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    differences = None if paired is None else _paired_differences(points, control)
     lines = _markdown(table, real, verdicts, paired, control, args, n_runs)
+    lines += _long_range_lines(table, real, differences, control, n_runs)
     (out / "qd.md").write_text("\n".join(lines) + "\n")
     def by_temperature(nested: dict) -> dict:
         return {name: {str(t): row for t, row in by_t.items()} for name, by_t in nested.items()}
@@ -333,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         {"policies": {name: specs for name, *specs in args.policy}, "temperatures": args.temperatures, "n": args.n,
          "seed": args.seed, "real": real, "table": by_temperature(table), "verdicts": by_temperature(verdicts),
          "paired_verdicts": None if paired is None else by_temperature(paired),
+         "long_range_differences": None if differences is None else by_temperature(differences),
          "per_run": by_temperature(points)}, indent=1) + "\n")
     _plot(table, real, out / "qd.png")
     print("\n".join(lines))
