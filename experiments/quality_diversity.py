@@ -275,7 +275,7 @@ def _verdict_table(verdicts: dict, heading: str) -> list[str]:
     return lines
 
 
-def _markdown(table: dict, real: dict, verdicts: dict, paired: dict | None, control: str, args,
+def _markdown(table: dict, real: dict, verdicts: dict | None, paired: dict | None, control: str, args,
               n_runs: dict) -> list[str]:
     def cell(v: tuple[float, float]) -> str:
         return f"{v[0]:.3f} ± {v[1]:.3f}"
@@ -288,6 +288,8 @@ def _markdown(table: dict, real: dict, verdicts: dict, paired: dict | None, cont
     for name, by_t in table.items():
         for t, row in by_t.items():
             lines.append(f"| {name} | {n_runs[name]} | {t:g} | " + " | ".join(cell(row[m]) for m in MEASURES) + " |")
+    if verdicts is None:
+        return lines + ["", "No curve to judge against: one temperature."]
     lines += _verdict_table(verdicts, f"Against the curve of **{control}** (gap: quality minus the curve's at the "
                                       "same diversity, positive = better; margin: 95 % half-width)")
     if paired is None:
@@ -377,13 +379,14 @@ def main(argv: list[str] | None = None) -> int:
              for name, by_t in points.items()}
     real = {m: _summary(real_cells[m]) for m in SCORED}
     control = args.policy[0][0]
-    verdicts = _verdicts(table, control, args.temperatures)
     n_runs = {name: len(specs) for name, *specs in args.policy}
-    # pairing by order needs one run of the control for every run of a policy
-    paired = _paired_verdicts(points, control, args.temperatures) if len(set(n_runs.values())) == 1 else None
+    # a curve joins two temperatures at least; pairing by order needs one control run for every run of a policy
+    curve, pairs = len(set(args.temperatures)) > 1, len(set(n_runs.values())) == 1
+    verdicts = _verdicts(table, control, args.temperatures) if curve else None
+    paired = _paired_verdicts(points, control, args.temperatures) if curve and pairs else None
+    differences = _paired_differences(points, control) if pairs else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    differences = None if paired is None else _paired_differences(points, control)
     lines = _markdown(table, real, verdicts, paired, control, args, n_runs)
     lines += _long_range_lines(table, real, differences, control, n_runs)
     (out / "qd.md").write_text("\n".join(lines) + "\n")
@@ -392,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
 
     (out / "qd.json").write_text(json.dumps(
         {"policies": {name: specs for name, *specs in args.policy}, "temperatures": args.temperatures, "n": args.n,
-         "seed": args.seed, "real": real, "table": by_temperature(table), "verdicts": by_temperature(verdicts),
+         "seed": args.seed, "real": real, "table": by_temperature(table), "verdicts": None if verdicts is None else by_temperature(verdicts),
          "paired_verdicts": None if paired is None else by_temperature(paired),
          "long_range_differences": None if differences is None else by_temperature(differences),
          "per_run": by_temperature(points)}, indent=1) + "\n")
