@@ -30,8 +30,9 @@ same.
 Beside the curve, each set's long-range structure
 (:func:`musicrl.evaluation.compare.long_range_measures`: the same key in
 both halves, the last chord on the tonic, the self-similarity of 4-chord
-segments, the in-key share of the first and last quarter) is reported by
-temperature and, paired by seed, as each policy minus the control; it is
+segments, the in-key share of the first and last quarter) and its copies of
+8-chord runs of the training pieces are reported by temperature and, paired
+by seed, as each policy minus the control; they are
 not judged against the curve, since held-out windows end anywhere in their
 pieces and nearer the real row is better, not more.
 
@@ -73,10 +74,14 @@ LABELS = {"in_key_rate": "in-key share", "consonant_chord_rate": "consonant chor
 MEASURES = (*QUALITY, *DIVERSITY)
 # what only a whole piece shows (musicrl.evaluation.compare.long_range_measures): reported beside the curve, not
 # judged against it; windows of the chorales end anywhere, so more is not better, nearer the real row is
-LONG_RANGE = ("key_consistency", "ends_on_tonic", "self_similarity", "in_key_first_quarter", "in_key_last_quarter")
+# and how often a piece copies an 8-chord run of a training piece: a policy that has learnt its few long
+# training windows by heart scores well on every quality measure
+LONG_RANGE = ("key_consistency", "ends_on_tonic", "self_similarity", "in_key_first_quarter", "in_key_last_quarter",
+              "copy_rate")
 LABELS.update({"key_consistency": "same key in both halves", "ends_on_tonic": "ends on the tonic chord",
                "self_similarity": "4-chord self-similarity", "in_key_first_quarter": "in-key share, first quarter",
-               "in_key_last_quarter": "in-key share, last quarter"})
+               "in_key_last_quarter": "in-key share, last quarter",
+               "copy_rate": "copies 8 chords of a training piece"})
 SCORED = (*MEASURES, *LONG_RANGE)
 # what every set is scored against, in the cache key: a set scored against another reference is not read back
 REFERENCE = "every held-out piece, the same in every draw; the real row by folds"
@@ -101,27 +106,31 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _score(seqs, reference, groups, args, rng, *, lowest_pitch, gen_groups=None, resample_reference=False) -> dict:
-    """Each measure of one set against ``reference``: (value, 95 % half-width of this evaluation alone)."""
+def _score(seqs, reference, groups, args, rng, *, lowest_pitch, train_seqs, gen_groups=None,
+           resample_reference=False) -> dict:
+    """Each measure of one set against ``reference`` (and its copies of ``train_seqs``): (value, 95 % half-width
+    of this evaluation alone)."""
     import numpy as np
 
-    from musicrl.evaluation.compare import long_range_measures, row_intervals, set_measure_intervals
+    from musicrl.evaluation.compare import COPY_RUN_LENGTH, long_range_measures, row_intervals, set_measure_intervals
     from musicrl.evaluation.intervals import half_width
     from musicrl.evaluation.two_sample import seq_two_sample_test
-    from musicrl.music.metrics import summarize
+    from musicrl.music.metrics import copy_rate, summarize
 
     lp = lowest_pitch
     row = summarize(seqs, lowest_pitch=lp, reference_seqs=reference)
     test = seq_two_sample_test(reference, seqs, lowest_pitch=lp, seed=args.seed, real_groups=groups,
                                gen_groups=gen_groups)
     row["seq_clf_acc"] = test["accuracy"]
+    row["copy_rate"] = copy_rate(seqs, train_seqs, run_length=COPY_RUN_LENGTH)
     boot = set_measure_intervals(seqs, reference, lowest_pitch=lp, real_groups=groups, gen_groups=gen_groups,
                                  n_resamples=args.resamples, resample_reference=resample_reference, rng=rng)
-    result = {"row": {m: row[m] for m in MEASURES}, "seq_test": test, "d_test": {}, "d_full_test": {}}
+    result = {"row": {m: row[m] for m in (*MEASURES, "copy_rate")}, "seq_test": test, "d_test": {},
+              "d_full_test": {}}
     n_gen = len(seqs) if gen_groups is None else len(np.unique(gen_groups))
     intervals = row_intervals(result, boot, n_real_pieces=len(np.unique(groups)), n_gen_pieces=n_gen)
     long_range = long_range_measures(seqs, lowest_pitch=lp, groups=gen_groups, n_resamples=args.resamples, rng=rng)
-    return {**{m: (row[m], half_width(intervals[m])) for m in MEASURES},
+    return {**{m: (row[m], half_width(intervals[m])) for m in (*MEASURES, "copy_rate")},
             **{m: (value, half_width((low, high))) for m, (value, low, high) in long_range.items()}}
 
 
@@ -131,7 +140,8 @@ def _score_real(ev, args, rng) -> dict:
 
     groups = ev.groups["reference"]
     return mean_over_folds([_score(ev.reference[m], ev.reference[~m], groups[~m], args, rng,
-                                   lowest_pitch=ev.cfg.lowest_pitch, gen_groups=groups[m], resample_reference=True)
+                                   lowest_pitch=ev.cfg.lowest_pitch, train_seqs=ev.train_seqs,
+                                   gen_groups=groups[m], resample_reference=True)
                             for m in fold_masks(ev)])
 
 
@@ -185,7 +195,8 @@ def _measure(args) -> tuple[dict, dict]:
 
             for temperature in args.temperatures:
                 result = scored(run, checkpoint or "latest", temperature, lambda ev, rng, t=temperature: _score(
-                    sample(ev, t), ev.reference, ev.groups["reference"], args, rng, lowest_pitch=ev.cfg.lowest_pitch))
+                    sample(ev, t), ev.reference, ev.groups["reference"], args, rng, lowest_pitch=ev.cfg.lowest_pitch,
+                    train_seqs=ev.train_seqs))
                 cell = points.setdefault(name, {}).setdefault(temperature, {m: [] for m in SCORED})
                 for m in SCORED:
                     cell[m].append(tuple(result[m]))
@@ -324,8 +335,8 @@ def _long_range_lines(table: dict, real: dict, differences: dict | None, control
         return f"{v[0]:{sign}.3f} ± {v[1]:.3f}"
 
     head = "| " + " | ".join(LABELS[m] for m in LONG_RANGE) + " |"
-    lines = ["", "Long-range structure (reported, not judged against the curve: the held-out windows end anywhere in "
-             "their pieces, so nearer the real row is better, not more)", "",
+    lines = ["", "Long-range structure and copying (reported, not judged against the curve: the held-out windows "
+             "end anywhere in their pieces, so nearer the real row is better, not more)", "",
              "| policy | runs | temperature " + head, "|---|---:|---:|" + "---:|" * len(LONG_RANGE),
              "| real (held out) | | | " + " | ".join(cell(real[m]) for m in LONG_RANGE) + " |"]
     for name, by_t in table.items():
@@ -395,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
 
     (out / "qd.json").write_text(json.dumps(
         {"policies": {name: specs for name, *specs in args.policy}, "temperatures": args.temperatures, "n": args.n,
-         "seed": args.seed, "real": real, "table": by_temperature(table), "verdicts": None if verdicts is None else by_temperature(verdicts),
+         "seed": args.seed, "real": real, "table": by_temperature(table),
+         "verdicts": None if verdicts is None else by_temperature(verdicts),
          "paired_verdicts": None if paired is None else by_temperature(paired),
          "long_range_differences": None if differences is None else by_temperature(differences),
          "per_run": by_temperature(points)}, indent=1) + "\n")
