@@ -84,7 +84,7 @@ LABELS.update({"key_consistency": "same key in both halves", "ends_on_tonic": "e
                "copy_rate": "copies 8 chords of a training piece"})
 SCORED = (*MEASURES, *LONG_RANGE)
 # what every set is scored against, in the cache key: a set scored against another reference is not read back
-REFERENCE = "every held-out piece, the same in every draw; the real row by folds"
+REFERENCE = "every held-out piece, the same in every draw; the real row by folds of two pieces at least"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -112,15 +112,18 @@ def _score(seqs, reference, groups, args, rng, *, lowest_pitch, train_seqs, gen_
     of this evaluation alone)."""
     import numpy as np
 
-    from musicrl.evaluation.compare import COPY_RUN_LENGTH, long_range_measures, row_intervals, set_measure_intervals
+    from musicrl.evaluation.compare import (COPY_RUN_LENGTH, SEQ_SPLITS, long_range_measures, row_intervals,
+                                            set_measure_intervals)
     from musicrl.evaluation.intervals import half_width
-    from musicrl.evaluation.two_sample import seq_two_sample_test
+    from musicrl.evaluation.two_sample import fewest_pieces, seq_two_sample_test
     from musicrl.music.metrics import copy_rate, summarize
 
     lp = lowest_pitch
     row = summarize(seqs, lowest_pitch=lp, reference_seqs=reference)
+    # as the evaluation's test: fewer folds when a side has fewer pieces (a fold of the real row holds two at least)
+    n_splits = min(SEQ_SPLITS, fewest_pieces(reference, seqs, real_groups=groups, gen_groups=gen_groups))
     test = seq_two_sample_test(reference, seqs, lowest_pitch=lp, seed=args.seed, real_groups=groups,
-                               gen_groups=gen_groups)
+                               gen_groups=gen_groups, n_splits=n_splits)
     row["seq_clf_acc"] = test["accuracy"]
     row["copy_rate"] = copy_rate(seqs, train_seqs, run_length=COPY_RUN_LENGTH)
     boot = set_measure_intervals(seqs, reference, lowest_pitch=lp, real_groups=groups, gen_groups=gen_groups,

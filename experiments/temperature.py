@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from musicrl.evaluation.sets import fold_masks, load_eval_sets, mean_over_folds
-    from musicrl.evaluation.two_sample import seq_two_sample_test
+    from musicrl.evaluation.compare import SEQ_SPLITS
+    from musicrl.evaluation.two_sample import fewest_pieces, seq_two_sample_test
     from musicrl.music.metrics import summarize
     from musicrl.learning.load import load_policy
 
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def measure(seqs, reference=ev.reference, groups=None, reference_groups=ev.groups["reference"]):
             row = summarize(seqs, lowest_pitch=lp, reference_seqs=reference)
-            test = seq_two_sample_test(reference, seqs, lowest_pitch=lp, seed=args.seed,
+            # fewer folds when a side has fewer pieces, as the evaluation's test (a real fold holds two at least)
+            n_splits = min(SEQ_SPLITS, fewest_pieces(reference, seqs, real_groups=reference_groups, gen_groups=groups))
+            test = seq_two_sample_test(reference, seqs, lowest_pitch=lp, seed=args.seed, n_splits=n_splits,
                                        real_groups=reference_groups, gen_groups=groups)
             return {**row, "seq_clf_acc": test["accuracy"]}
 

@@ -20,7 +20,8 @@ from ..seeding import as_rng
 from .checks import check_int, piece_codes
 from .intervals import bootstrap_interval, wilson_interval
 from .mgeval import mgeval_compare, nanmean
-from .two_sample import discriminator_train_test, discriminator_two_sample_test, seq_two_sample_test, set_d_inputs
+from .two_sample import (discriminator_train_test, discriminator_two_sample_test, fewest_pieces, seq_two_sample_test,
+                         set_d_inputs)
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -162,7 +163,8 @@ def compare_to_real(
     copy = _copy_rate(gen, train_seqs, run_length, notes)
 
     mg = mgeval_compare(gen, real, lowest_pitch=lp, seed=rng)
-    n_small = _fewest_clips_or_groups(gen, real, gen_groups, real_groups)
+    # each test needs two clips (pieces, where grouped) of each set
+    n_small = fewest_pieces(real, gen, real_groups=real_groups, gen_groups=gen_groups)
     groups = {"real_groups": real_groups, "gen_groups": gen_groups}
     seq_res = _feature_classifier(real, gen, lp, n_small, int(rng.integers(2**31 - 1)), groups, notes)
     d_seed = int(rng.integers(2**31 - 1))
@@ -234,15 +236,6 @@ def _copy_rate(gen: np.ndarray, train_seqs: Any, run_length: int, notes: list[st
         return metrics.copy_rate(gen, train_seqs, run_length=run_length)
     notes.append("no training pieces: copy_rate not measured")
     return float("nan")
-
-
-def _fewest_clips_or_groups(gen: np.ndarray, real: np.ndarray, gen_groups: Any, real_groups: Any) -> int:
-    """Clips, or groups where given, of the smaller side: each test needs two of each set."""
-    return min(
-        len(gen), len(real),
-        len(gen) if gen_groups is None else np.unique(np.asarray(gen_groups)).size,
-        len(real) if real_groups is None else np.unique(np.asarray(real_groups)).size,
-    )
 
 
 def _noted(notes: list[str], what: str, test: Any) -> dict[str, float]:

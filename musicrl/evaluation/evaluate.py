@@ -35,7 +35,8 @@ from .compare import BOOTSTRAP_RESAMPLES, D_BATCH_SIZE, INTERVAL_LEVEL, SEQ_SPLI
 from .mgeval import PIECE_FEATURES, piece_features
 from .report import EVAL_SETS, SET_LABELS, check_evaluation, write_report_files
 from .sets import EVAL_N, EvalSets, fold_masks, load_eval_sets, mean_over_folds
-from .two_sample import FRESH_D_BETA_1, FRESH_D_LEARNING_RATE, discriminator_two_sample_test, set_d_inputs
+from .two_sample import (FRESH_D_BETA_1, FRESH_D_LEARNING_RATE, discriminator_two_sample_test, fewest_pieces,
+                         set_d_inputs)
 
 __all__ = ["critic_comparison", "evaluate_run", "write_evaluation"]
 
@@ -291,8 +292,10 @@ def critic_comparison(
         groups = ev.groups["reference"]
 
         def accuracy(real_x: np.ndarray, gen_x: np.ndarray, real_groups: Any, gen_groups: Any) -> float:
+            # fewer folds when a side has fewer pieces, as compare_to_real's tests (a real fold holds two at least)
+            n_splits = min(d_splits, fewest_pieces(real_x, gen_x, real_groups=real_groups, gen_groups=gen_groups))
             return discriminator_two_sample_test(
-                real_x, gen_x, cfg, n_splits=d_splits, epochs=epochs, seed=seed, real_groups=real_groups,
+                real_x, gen_x, cfg, n_splits=n_splits, epochs=epochs, seed=seed, real_groups=real_groups,
                 gen_groups=gen_groups, cache=cache)["accuracy"]
 
         for name in sets:

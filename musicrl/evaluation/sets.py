@@ -135,14 +135,8 @@ def _heldout(real_data: Any, rng: np.random.Generator, n_folds: int) -> tuple:
         )
     if len(pieces) >= 2:
         groups = np.concatenate([np.full(len(w), i) for i, w in enumerate(per_piece)])
-        # two pieces a fold at least: the real row's two-sample tests need two pieces of each side
         k = max(2, min(n_folds, len(pieces) // 2))
-        piece_fold = np.zeros(len(pieces), dtype=np.int64)
-        counts = np.zeros(k)
-        for i in rng.permutation(len(pieces)):
-            # the fold with the fewest windows so far, so the folds' real sets are of about one size
-            piece_fold[i] = int(np.argmin(counts))
-            counts[piece_fold[i]] += len(per_piece[i])
+        piece_fold = _deal_pieces([len(w) for w in per_piece], k, rng)
         folds = piece_fold[groups]
         fold_names = [[names[i] for i in range(len(pieces)) if piece_fold[i] == f] for f in range(k)]
     else:
@@ -154,6 +148,21 @@ def _heldout(real_data: Any, rng: np.random.Generator, n_folds: int) -> tuple:
     info = {"split": split, "reference_pieces": len(pieces), "reference_windows": len(windows),
             "reference_names": list(names), "real_folds": len(fold_names), "fold_names": fold_names}
     return windows, groups, folds, info, notes
+
+
+def _deal_pieces(n_windows: list[int], n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """The fold of each piece: two pieces a fold at least (the real row's two-sample tests need two
+    pieces on each side), then about equal windows a fold. Pieces come in a random order; each goes
+    to the fold with the fewest windows so far among those still short of two pieces, or among all
+    once none is. Needs ``len(n_windows) >= 2 * n_folds``."""
+    piece_fold = np.zeros(len(n_windows), dtype=np.int64)
+    windows, pieces = np.zeros(n_folds), np.zeros(n_folds, dtype=np.int64)
+    for i in rng.permutation(len(n_windows)):
+        open_folds = np.flatnonzero(pieces < 2) if (pieces < 2).any() else np.arange(n_folds)
+        piece_fold[i] = open_folds[np.argmin(windows[open_folds])]
+        windows[piece_fold[i]] += n_windows[i]
+        pieces[piece_fold[i]] += 1
+    return piece_fold
 
 
 def _policy_of(policy: Any, run_dir: Path, loaded: Path, wanted: Path) -> Any:

@@ -36,6 +36,7 @@ __all__ = [
     "classifier_two_sample_test",
     "discriminator_train_test",
     "discriminator_two_sample_test",
+    "fewest_pieces",
     "seq_feature_vectors",
     "seq_two_sample_test",
     "set_d_inputs",
@@ -68,6 +69,27 @@ def seq_feature_vectors(seqs: np.ndarray, *, lowest_pitch: int = 36) -> np.ndarr
     scalars = [v[:, None] for v in feats.values() if v.ndim == 1]
     vectors = [feats["pitch_class_histogram"], feats["chord_quality_histogram"]]
     return np.concatenate([pitch_hist, *vectors, *scalars], axis=1)
+
+
+def fewest_pieces(real: Any, gen: Any, *, real_groups: Any = None, gen_groups: Any = None) -> int:
+    """The most folds a two-sample test of ``real`` against ``gen`` can have: the clips of the smaller
+    set, or its pieces where ``real_groups`` / ``gen_groups`` give the piece of each clip (a fold holds
+    out whole pieces, so a side of two pieces allows two folds however many clips it has).
+
+    Parameters
+    ----------
+    real, gen : array-like, shape=(n_real, ...), (n_gen, ...)
+    real_groups, gen_groups : array-like, shape=(n_real,), (n_gen,), optional
+
+    Returns
+    -------
+    n : int
+    """
+    return min(
+        len(gen), len(real),
+        len(gen) if gen_groups is None else np.unique(np.asarray(gen_groups)).size,
+        len(real) if real_groups is None else np.unique(np.asarray(real_groups)).size,
+    )
 
 
 def _balanced_split_data(

@@ -470,6 +470,32 @@ def test_the_real_row_is_the_mean_of_its_folds_each_against_the_others(runs, eva
     assert row["pitch_class_overlap"] < 1.0
 
 
+@pytest.mark.parametrize("n_windows, n_folds", [
+    ([30, 1, 1, 1, 1, 1, 1, 1, 1], 4),  # one long piece: alone in a fold, the real row's tests could not run
+    ([5, 5, 5, 5], 2),
+    ([40, 38, 2, 2, 1, 1, 9], 3),
+])
+def test_the_real_folds_hold_two_pieces_each_and_about_equal_windows(n_windows, n_folds):
+    for seed in range(20):
+        fold = sets._deal_pieces(n_windows, n_folds, np.random.default_rng(seed))
+        assert fold.shape == (len(n_windows),) and set(fold.tolist()) == set(range(n_folds))
+        assert np.bincount(fold, minlength=n_folds).min() >= 2
+        per_fold = np.bincount(fold, weights=n_windows, minlength=n_folds)
+        if n_windows == [5, 5, 5, 5]:
+            assert per_fold.tolist() == [10, 10]
+
+
+@pytest.mark.parametrize("real_groups, gen_groups, expected", [
+    (None, None, 6),  # clips of the smaller set
+    (np.repeat([0, 1], 5), None, 2),  # ten real clips of two pieces: two folds
+    (None, np.repeat([3, 4, 5], 2), 3),
+    (np.arange(10), np.zeros(6), 1),
+])
+def test_fewest_pieces_counts_pieces_where_grouped(real_groups, gen_groups, expected):
+    real, gen = np.zeros((10, 4)), np.zeros((6, 4))
+    assert two_sample.fewest_pieces(real, gen, real_groups=real_groups, gen_groups=gen_groups) == expected
+
+
 def test_mean_over_folds_averages_numbers_and_keeps_the_rest():
     folds = [
         {"row": {"a": 0.2, "b": float("nan")}, "intervals": {"a": (0.1, 0.3)}, "seq_test": {"n_splits": 2},
