@@ -436,9 +436,10 @@ def long_range_measures(
       (:func:`musicrl.music.metrics.in_key_by_position`), so that drift over
       the piece shows as their difference.
 
-    Every piece weighs the same (a piece where a measure is undefined, e.g. a
-    half without notes, is left out of that measure). Clips cut from one piece
-    (``groups``) are drawn together in the bootstrap.
+    Every clip weighs the same (a clip where a measure is undefined, e.g. a
+    half without notes, is left out of that measure); clips cut from one piece
+    (``groups``) are drawn together in the bootstrap, so a piece's weight is
+    its number of clips, as in the other measures of a set of windows.
 
     Parameters
     ----------
@@ -449,13 +450,16 @@ def long_range_measures(
     groups : array-like, shape=(batch,), optional
         The piece of each clip (default: each clip its own).
     n_resamples : int
+        Bootstrap resamples of the pieces.
     rng : np.random.Generator
+        Randomness of the resamples.
     level : float
+        Coverage of the interval, in (0, 1).
 
     Returns
     -------
     measures : dict of str to (float, float, float)
-        Measure -> (value, low, high); NaN where undefined on every piece.
+        Measure -> (value, low, high), shares and similarities in [0, 1]; NaN where undefined on every clip.
     """
     on = check_seqs(seqs, name="seqs") > 0
     if on.shape[1] < 8:

@@ -272,7 +272,8 @@ def critic_comparison(
     sets : sequence of str
         Sets of ``ev`` to test (those it lacks are left out).
     epochs, d_splits : int
-        Training epochs per fold, and folds.
+        Training epochs per fold, and folds (fewer where a side has fewer pieces,
+        :func:`musicrl.evaluation.two_sample.fewest_pieces`).
     seed : int
         Seed of the folds and of the discriminators' initial weights.
 

@@ -117,7 +117,7 @@ def _heldout(real_data: Any, rng: np.random.Generator, n_folds: int) -> tuple:
 
     The pieces are dealt into ``n_folds`` folds (fewer when there are fewer
     than two pieces a fold, two at least) of about equal windows: each fold is the real row's set once,
-    against the other folds as its reference. A single piece's windows are
+    against the other folds as its reference. With fewer than four pieces the windows are
     dealt instead, each window its own group.
     """
     notes = []
@@ -133,7 +133,7 @@ def _heldout(real_data: Any, rng: np.random.Generator, n_folds: int) -> tuple:
             f"the run's data has {len(windows)} real window(s) of {real_data.n_steps} steps outside "
             "training: at least 2 are needed to evaluate"
         )
-    if len(pieces) >= 2:
+    if len(pieces) >= 4:
         groups = np.concatenate([np.full(len(w), i) for i, w in enumerate(per_piece)])
         k = max(2, min(n_folds, len(pieces) // 2))
         piece_fold = _deal_pieces([len(w) for w in per_piece], k, rng)
@@ -144,7 +144,8 @@ def _heldout(real_data: Any, rng: np.random.Generator, n_folds: int) -> tuple:
         folds = np.zeros(len(windows), dtype=np.int64)
         folds[rng.permutation(len(windows))[: len(windows) // 2]] = 1
         fold_names = [list(names), list(names)]
-        notes.append("a single real piece: its windows are dealt into two folds, so the real row is optimistic")
+        notes.append(f"{len(pieces)} real piece(s), too few for two folds of two pieces: their windows are dealt into "
+                     "two folds, so the real row is optimistic")
     info = {"split": split, "reference_pieces": len(pieces), "reference_windows": len(windows),
             "reference_names": list(names), "real_folds": len(fold_names), "fold_names": fold_names}
     return windows, groups, folds, info, notes
@@ -152,12 +153,15 @@ def _heldout(real_data: Any, rng: np.random.Generator, n_folds: int) -> tuple:
 
 def _deal_pieces(n_windows: list[int], n_folds: int, rng: np.random.Generator) -> np.ndarray:
     """The fold of each piece: two pieces a fold at least (the real row's two-sample tests need two
-    pieces on each side), then about equal windows a fold. Pieces come in a random order; each goes
-    to the fold with the fewest windows so far among those still short of two pieces, or among all
-    once none is. Needs ``len(n_windows) >= 2 * n_folds``."""
+    pieces on each side), then about equal windows a fold. The pieces come longest first (ties in a
+    random order); each goes to the fold with the fewest windows so far among those still short of
+    two pieces, or among all once none is."""
+    if len(n_windows) < 2 * n_folds:
+        raise MusicRLError(f"{n_folds} folds of two pieces need {2 * n_folds} pieces, got {len(n_windows)}")
     piece_fold = np.zeros(len(n_windows), dtype=np.int64)
     windows, pieces = np.zeros(n_folds), np.zeros(n_folds, dtype=np.int64)
-    for i in rng.permutation(len(n_windows)):
+    shuffled = rng.permutation(len(n_windows))
+    for i in shuffled[np.argsort(-np.asarray(n_windows)[shuffled], kind="stable")]:
         open_folds = np.flatnonzero(pieces < 2) if (pieces < 2).any() else np.arange(n_folds)
         piece_fold[i] = open_folds[np.argmin(windows[open_folds])]
         windows[piece_fold[i]] += n_windows[i]

@@ -79,17 +79,34 @@ def fewest_pieces(real: Any, gen: Any, *, real_groups: Any = None, gen_groups: A
     Parameters
     ----------
     real, gen : array-like, shape=(n_real, ...), (n_gen, ...)
+        The two sets, one row per clip.
     real_groups, gen_groups : array-like, shape=(n_real,), (n_gen,), optional
+        The piece of each clip; without them each clip is its own piece.
 
     Returns
     -------
     n : int
+        Pieces of the side with fewer.
     """
     return min(
-        len(gen), len(real),
         len(gen) if gen_groups is None else np.unique(np.asarray(gen_groups)).size,
         len(real) if real_groups is None else np.unique(np.asarray(real_groups)).size,
     )
+
+
+def _draw_clips(codes: np.ndarray, n: int, grouped: bool, rng: np.random.Generator) -> np.ndarray:
+    """``n`` of the clips, sorted; by piece (codes) where grouped, every piece's first clip before any
+    piece's second, so that cutting a side down keeps as many pieces as it can (one long piece cut into
+    many windows would otherwise fill the sample)."""
+    if not grouped:
+        return np.sort(rng.choice(len(codes), n, replace=False))
+    order = rng.permutation(len(codes))
+    rank = np.empty(len(codes), dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i in order:
+        rank[i] = seen.get(codes[i], 0)
+        seen[codes[i]] = rank[i] + 1
+    return np.sort(order[np.argsort(rank[order], kind="stable")][:n])
 
 
 def _balanced_split_data(
@@ -110,8 +127,8 @@ def _balanced_split_data(
             f"{len(real_x)} real and {len(gen_x)} generated"
         )
     # the larger set is subsampled so that chance accuracy is exactly 0.5
-    i_real = np.sort(rng.choice(len(real_x), n, replace=False))
-    i_gen = np.sort(rng.choice(len(gen_x), n, replace=False))
+    i_real = _draw_clips(g_real, n, real_groups is not None, rng)
+    i_gen = _draw_clips(g_gen, n, gen_groups is not None, rng)
     x = np.concatenate([real_x[i_real], gen_x[i_gen]])
     y = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
     if not grouped:
