@@ -72,10 +72,10 @@ LABELS = {"in_key_rate": "in-key share", "consonant_chord_rate": "consonant chor
           "distinct_chord_ratio": "distinct chords per step",
           "pitch_class_entropy": "pitch-class entropy (bits)"}
 MEASURES = (*QUALITY, *DIVERSITY)
-# what only a whole piece shows (musicrl.evaluation.compare.long_range_measures): reported beside the curve, not
-# judged against it; windows of the chorales end anywhere, so more is not better, nearer the real row is
-# and how often a piece copies an 8-chord run of a training piece: a policy that has learnt its few long
-# training windows by heart scores well on every quality measure
+# Reported beside the curve, not judged against it: what only a whole piece shows (the names of
+# musicrl.evaluation.compare.LONG_RANGE; windows of the chorales end anywhere, so nearer the real row is better,
+# not more), and how often a piece copies an 8-chord run of a training piece, since a policy that has learnt
+# its few long training windows by heart scores well on every quality measure.
 LONG_RANGE = ("key_consistency", "ends_on_tonic", "self_similarity", "in_key_first_quarter", "in_key_last_quarter",
               "copy_rate")
 LABELS.update({"key_consistency": "same key in both halves", "ends_on_tonic": "ends on the tonic chord",

@@ -421,7 +421,7 @@ def long_range_measures(
     level: float = INTERVAL_LEVEL,
 ) -> dict[str, tuple[float, float, float]]:
     """What only a whole piece shows, with a bootstrap interval over pieces: each measure of
-    :data:`LONG_RANGE` as the mean over the set's pieces of that piece's value.
+    :data:`LONG_RANGE` as the mean over the set's clips of that clip's value.
 
     * ``key_consistency``: share of pieces whose two halves get the same key
       (:func:`musicrl.music.metrics.key_consistency`);
