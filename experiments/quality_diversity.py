@@ -1,14 +1,14 @@
 """Does the critic beat maximum likelihood's quality-diversity curve, not only one of its points?
 
-Each policy is sampled at every temperature from the same random numbers and
-scored against every window of its run's held-out chorales (the real row: each
-fold of them against the others, :func:`musicrl.evaluation.sets.fold_masks`): quality (in-key share, consonant
-chords, scale-degree overlap with the chorales, the feature classifier's
-accuracy at telling the set from the chorales, lower is better) and diversity (distinct chords per piece,
-pitch-class entropy per piece). A point is the mean over the policy's runs
-(seeds); its error bar is the 95 % half-width of that mean from the seed
-spread and each evaluation's own noise together (bootstrap over pieces for
-set measures, binomial for the classifier), as the sweep's verdict uses.
+Each policy is sampled at every temperature from the same random numbers and scored against every
+window of its run's held-out chorales (the real row: each fold of them against the others,
+:func:`musicrl.evaluation.sets.fold_masks`, once for all the runs that share those pieces): quality
+(in-key share, consonant chords, scale-degree overlap with the chorales, the feature classifier's
+accuracy at telling the set from the chorales, lower is better) and diversity (distinct chords per
+piece, pitch-class entropy per piece). A point is the mean over the policy's runs (seeds); its error
+bar is the 95 % half-width of that mean from the seed spread and each evaluation's own noise
+together (bootstrap over pieces for set measures, binomial for the classifier), as the sweep's
+verdict uses.
 
 The first policy given is the control: every other policy's points are
 judged against the control's curve at their own diversity
@@ -181,14 +181,20 @@ def _measure(args) -> tuple[dict, dict]:
         return out
 
     runs_seen: set = set()
+    reals_seen: list = []
     for name, *specs in args.policy:
         for spec in specs:
             run, _, checkpoint = spec.partition(":")
             if run not in runs_seen:
                 runs_seen.add(run)
-                for m, v in scored(run, "real", None, lambda ev, rng: _score_real(ev, args, rng)).items():
-                    if m in real:
-                        real[m].append(tuple(v))
+                scores = scored(run, "real", None, lambda ev, rng: _score_real(ev, args, rng))
+                scores = {m: tuple(scores[m]) for m in SCORED}
+                # runs that share their held-out pieces score them with the same draws: one measurement, which
+                # would narrow the real row's interval with every run if it were counted once per run
+                if scores not in reals_seen:
+                    reals_seen.append(scores)
+                    for m, v in scores.items():
+                        real[m].append(v)
             loaded: list = []  # the policy, loaded for the first set not in the cache
 
             def sample(ev, temperature, run=run, checkpoint=checkpoint or "latest", loaded=loaded):
