@@ -157,7 +157,6 @@ def _measure(args) -> tuple[dict, dict]:
     from musicrl.learning.load import load_policy
 
     points: dict = {}
-    real: dict = {m: [] for m in SCORED}
     eval_sets: dict = {}
 
     def evaluation(run: str):
@@ -181,7 +180,7 @@ def _measure(args) -> tuple[dict, dict]:
         return out
 
     runs_seen: set = set()
-    reals_seen: list = []
+    reals: list = []
     for name, *specs in args.policy:
         for spec in specs:
             run, _, checkpoint = spec.partition(":")
@@ -191,10 +190,8 @@ def _measure(args) -> tuple[dict, dict]:
                 scores = {m: tuple(scores[m]) for m in SCORED}
                 # runs that share their held-out pieces score them with the same draws: one measurement, which
                 # would narrow the real row's interval with every run if it were counted once per run
-                if scores not in reals_seen:
-                    reals_seen.append(scores)
-                    for m, v in scores.items():
-                        real[m].append(v)
+                if scores not in reals:
+                    reals.append(scores)
             loaded: list = []  # the policy, loaded for the first set not in the cache
 
             def sample(ev, temperature, run=run, checkpoint=checkpoint or "latest", loaded=loaded):
@@ -211,7 +208,7 @@ def _measure(args) -> tuple[dict, dict]:
                 for m in SCORED:
                     cell[m].append(tuple(result[m]))
             print(f"  {name}: {spec} done", flush=True)
-    return points, real
+    return points, {m: [scores[m] for scores in reals] for m in SCORED}
 
 
 def _summary(cells: list[tuple[float, float]]) -> tuple[float, float]:
