@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         pick = np.random.default_rng([args.seed, 8]).permutation(len(train))[: len(held)]
         train = train[np.sort(pick)]
         # every held-out piece, also those shorter than a window: the split does not depend on n_steps
+        # (nor on a curriculum of lengths, which must stay below n_steps)
         root = ev.info["data"]["root"]
-        data = load_folder(root, dataclasses.replace(cfg, n_steps=1))
+        data = load_folder(root, dataclasses.replace(cfg, n_steps=1, curriculum_start=0))
         pieces = data.heldout_seqs or data.train_seqs
         if not data.heldout_seqs:
             print(f"{run}: the data has no held-out pieces; the whole-piece column reads training pieces")
