@@ -452,12 +452,17 @@ class _SeqPlan:
         """Log-mels of a chunk of active-pitch ids ``(batch, n_steps, k)``.
 
         One compiled function per chunk shape: a few shapes occur (batch
-        buckets times note slots), each compiled once, and TensorFlow does
-        not take them for retracing of one function.
+        buckets times note slots), each traced and compiled once. They are
+        kept as concrete functions because TensorFlow counts the traces of
+        every ``tf.function`` made from one Python function together and
+        would warn of retracing after a handful of shapes.
         """
+        import tensorflow as tf
+
         key = tuple(act.shape)
         if key not in self._fns:
-            self._fns[key] = self._make_fn()
+            self._fns[key] = self._make_fn().get_concrete_function(
+                self.tables, tf.TensorSpec(key, tf.int32))
         return self._fns[key](self.tables, act)
 
     def _make_fn(self):

@@ -1,5 +1,7 @@
 """Tests of musicrl.audio.mel: librosa reference, batched TensorFlow path, fast seq path."""
 
+import logging
+
 import librosa
 import numpy as np
 import pytest
@@ -185,6 +187,18 @@ def test_chunking_gives_identical_results(rng):
     whole = mel.wav_to_mel(wavs, **MEL, chunk_size=64)
     np.testing.assert_array_equal(mel.wav_to_mel(wavs, **MEL, chunk_size=2), whole)
     np.testing.assert_array_equal(mel.wav_to_mel(wavs[3], **MEL), whole[3:4])
+
+
+def test_many_chunk_shapes_do_not_warn_of_retracing(rng, caplog):
+    """Each chunk shape compiles once, and TensorFlow must not take the shapes for retracing."""
+    seqs = rand_seqs(rng, 4, n_steps=3)  # a clip length no other test compiles
+    kw = {**SYNTH, **MEL}
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        # batch buckets 1, 2, 4 times note slots 5, 6: six shapes, more than TensorFlow's threshold of five
+        for n in (1, 2, 4):
+            for note_slots in (5, 6):
+                mel.seq_to_mel(seqs[:n], note_slots=note_slots, **kw)
+    assert [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()] == []
 
 
 def test_deterministic(rng):
